@@ -1,0 +1,160 @@
+"""The cache adapter contract shared by every backend."""
+
+from __future__ import annotations
+
+import abc
+import math
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, Final, TypeVar
+
+from cachewire.errors import ConfigurationError
+
+__all__ = [
+    "MISSING",
+    "BaseCacheAdapter",
+    "Creator",
+    "SyncCacheAdapter",
+    "validate_ttl",
+]
+
+T = TypeVar("T")
+
+#: A creator returns the value, or an awaitable of it (an async creator).
+Creator = Callable[[], "T | Awaitable[T]"]
+
+
+class _Missing:
+    """Sentinel type for "no value" (distinct from a cached ``None``)."""
+
+    _instance: _Missing | None = None
+
+    def __new__(cls) -> _Missing:
+        if cls._instance is None:
+            cls._instance = super().__new__(cls)
+        return cls._instance
+
+    def __repr__(self) -> str:
+        return "MISSING"
+
+    def __bool__(self) -> bool:
+        return False
+
+
+MISSING: Final = _Missing()
+
+
+def validate_ttl(ttl_seconds: float | None, *, name: str = "ttl_seconds") -> float | None:
+    """Check a TTL: seconds; ``None`` never expires, ``0`` is not stored, negative is an error."""
+    if ttl_seconds is None:
+        return None
+    if isinstance(ttl_seconds, bool) or not isinstance(ttl_seconds, int | float):
+        raise ConfigurationError(
+            f"{name} must be a number of seconds or None, got {ttl_seconds!r}"
+        )
+    if math.isnan(ttl_seconds) or ttl_seconds < 0:
+        raise ConfigurationError(
+            f"{name} must be >= 0 (0 means do not store, None means no expiry), got {ttl_seconds!r}"
+        )
+    return float(ttl_seconds)
+
+
+class SyncCacheAdapter(abc.ABC):
+    """The blocking twin of a cache adapter, for code without an event loop.
+
+    It shares the store, the statistics and the single-flight state of its async adapter.
+    """
+
+    @abc.abstractmethod
+    def get_or_create(
+        self,
+        key: str,
+        creator: Callable[[], T],
+        ttl_seconds: float | _Missing | None = MISSING,
+        *,
+        tags: Sequence[str] = (),
+        stale_ttl: float | None = None,
+    ) -> T: ...
+
+    @abc.abstractmethod
+    def get(self, key: str, default: Any = None, *, tags: Sequence[str] = ()) -> Any: ...
+
+    @abc.abstractmethod
+    def set(
+        self,
+        key: str,
+        value: Any,
+        ttl_seconds: float | _Missing | None = MISSING,
+        *,
+        tags: Sequence[str] = (),
+    ) -> None: ...
+
+    @abc.abstractmethod
+    def invalidate(self, key: str) -> bool: ...
+
+    @abc.abstractmethod
+    def invalidate_tags(self, tags: Sequence[str]) -> None: ...
+
+    @abc.abstractmethod
+    def clear(self) -> None: ...
+
+    def get_stats(self) -> dict[str, Any]:
+        return self._adapter.get_stats()
+
+    _adapter: BaseCacheAdapter
+
+
+class BaseCacheAdapter(abc.ABC):
+    """Async cache adapter with stampede-safe read-through.
+
+    TTLs are float seconds; ``None`` never expires; ``0`` computes without storing; negative is a
+    `ConfigurationError`. A cached ``None`` is a hit. ``tags`` name groups of entries (for example
+    a cached function's partition) that `invalidate_tags` makes stale in O(1) by bumping a version.
+    """
+
+    @abc.abstractmethod
+    async def get_or_create(
+        self,
+        key: str,
+        creator: Creator[T],
+        ttl_seconds: float | _Missing | None = MISSING,
+        *,
+        tags: Sequence[str] = (),
+        stale_ttl: float | None = None,
+    ) -> T:
+        """Return the cached value, or compute it once for every concurrent caller and store it."""
+
+    @abc.abstractmethod
+    async def get(self, key: str, default: Any = None, *, tags: Sequence[str] = ()) -> Any:
+        """Return the cached value, or ``default`` when it is missing, expired or stale by tag."""
+
+    @abc.abstractmethod
+    async def set(
+        self,
+        key: str,
+        value: Any,
+        ttl_seconds: float | _Missing | None = MISSING,
+        *,
+        tags: Sequence[str] = (),
+    ) -> None:
+        """Store a value; raises `SerializationError` if it cannot be stored faithfully."""
+
+    @abc.abstractmethod
+    async def invalidate(self, key: str) -> bool:
+        """Drop one entry; True if it existed. A computation in flight will not write it back."""
+
+    @abc.abstractmethod
+    async def invalidate_tags(self, tags: Sequence[str]) -> None:
+        """Make every entry stored under any of ``tags`` stale, in O(1) per tag."""
+
+    @abc.abstractmethod
+    async def clear(self) -> None:
+        """Drop every entry of this adapter. Computations in flight will not write back."""
+
+    @abc.abstractmethod
+    def get_stats(self) -> dict[str, Any]:
+        """Counters: at least hits, misses, hit_rate, size and keys (a bounded list)."""
+
+    @property
+    @abc.abstractmethod
+    def sync(self) -> SyncCacheAdapter:
+        """The blocking twin sharing this adapter's store."""

@@ -1,0 +1,76 @@
+"""The exceptions cachewire raises. Every error the library raises derives from `CachewireError`."""
+
+from __future__ import annotations
+
+__all__ = [
+    "CacheBackendError",
+    "CachewireError",
+    "ConfigurationError",
+    "CreatorCancelledError",
+    "DispatchError",
+    "DispatcherUnavailableError",
+    "DuplicateRuleError",
+    "PayloadError",
+    "ReentrantCallError",
+    "SerializationError",
+    "TaskError",
+    "TaskTimeoutError",
+    "UnknownRuleError",
+    "UnknownTaskError",
+]
+
+
+class CachewireError(Exception):
+    """Base class of every error cachewire raises."""
+
+
+class ConfigurationError(CachewireError, ValueError):
+    """A setting, decorator option or rule is wrong; the message says which and how to fix it."""
+
+
+class CacheBackendError(CachewireError):
+    """The cache backend (Redis, a Django cache, ...) failed or could not be reached."""
+
+
+class SerializationError(CachewireError, TypeError):
+    """A value cannot be stored by the cache's codec without changing it."""
+
+
+class ReentrantCallError(CachewireError, RuntimeError):
+    """A creator asked the cache for the key it is itself computing."""
+
+
+class CreatorCancelledError(CachewireError):
+    """The computation a caller was waiting on was cancelled before it produced a value."""
+
+
+class DispatchError(CachewireError):
+    """A dispatcher could not hand rule or task work to its runtime."""
+
+
+class DispatcherUnavailableError(ConfigurationError):
+    """A dispatcher is registered but its framework is missing; the message names the extra."""
+
+
+class DuplicateRuleError(ConfigurationError):
+    """Two rules were given the same id."""
+
+
+class UnknownRuleError(DispatchError):
+    """A worker received a rule id that no rule in this process has."""
+
+
+class PayloadError(DispatchError):
+    """A wire payload could not be encoded or decoded."""
+
+
+class TaskError(CachewireError):
+    """A task could not be submitted or run."""
+
+
+class UnknownTaskError(TaskError):
+    """A worker was asked to run a task name that its registry does not hold."""
+
+
+class TaskTimeoutError(TaskError):
+    """A task ran longer than its timeout and was cancelled."""

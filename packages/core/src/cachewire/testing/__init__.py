@@ -1,0 +1,9 @@
+"""Conformance suites that cache adapters and dispatchers (ours and third parties') run.
+
+The classes here are abstract test classes: subclass them in a module pytest collects, name the
+subclass ``Test...`` and override the fixtures they declare.
+"""
+
+from __future__ import annotations
+
+__all__: list[str] = []

@@ -1,0 +1,114 @@
+"""Shared fixtures: real services, skipped with a reason locally and required in CI."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import urlparse
+
+import pytest
+
+REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
+IN_CI = bool(os.environ.get("CI"))
+
+
+def _reachable(url: str) -> bool:
+    parsed = urlparse(url)
+    try:
+        with socket.create_connection((parsed.hostname or "127.0.0.1", parsed.port or 6379), 1):
+            return True
+    except OSError:
+        return False
+
+
+def require_service(name: str, url: str) -> None:
+    """Skip (locally) or fail (in CI) when a real service is not reachable."""
+    if _reachable(url):
+        return
+    message = f"{name} is not reachable at {url}; start it or set the URL variable"
+    if IN_CI:
+        pytest.fail(f"{message} (CI is set, so this is a failure, not a skip)")
+    pytest.skip(message)
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    require_service("Redis", REDIS_URL)
+    return REDIS_URL
+
+
+@pytest.fixture
+def redis_db_url(redis_url: str) -> Iterator[str]:
+    """A Redis URL on the shared server, flushed before and after the test (database 15)."""
+    import redis
+
+    parsed = urlparse(redis_url)
+    url = f"redis://{parsed.hostname}:{parsed.port or 6379}/15"
+    client = redis.Redis.from_url(url)
+    client.flushdb()
+    try:
+        yield url
+    finally:
+        client.flushdb()
+        client.close()
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class PrivateRedis:
+    """A redis-server of the test's own, on its own port, that the test may stop and start."""
+
+    def __init__(self, directory: Path) -> None:
+        self.port = _free_port()
+        self.directory = directory
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        binary = shutil.which("redis-server")
+        if binary is None:
+            message = "redis-server is not installed; install it to run outage tests"
+            if IN_CI:
+                pytest.fail(message)
+            pytest.skip(message)
+        self.process = subprocess.Popen(
+            [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "no", "--dir", str(self.directory)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 10
+        while not _reachable(self.url):
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"private redis-server on port {self.port} did not start")
+            time.sleep(0.01)
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.terminate()
+            self.process.wait(10)
+            self.process = None
+
+
+@pytest.fixture
+def private_redis() -> Iterator[PrivateRedis]:
+    with tempfile.TemporaryDirectory() as directory:
+        server = PrivateRedis(Path(directory))
+        server.start()
+        try:
+            yield server
+        finally:
+            server.stop()
