@@ -1,0 +1,74 @@
+"""Process-wide settings: `configure()` for plain Python; the Django adapter feeds ``CACHEWIRE`` in."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping
+from typing import Any
+
+import attrs
+
+__all__ = ["Settings", "configure", "get_settings", "reset_settings"]
+
+_UNSET: Any = object()
+
+
+@attrs.frozen
+class Settings:
+    """A snapshot of cachewire's settings; replace it with `configure`, never mutate it."""
+
+    default_dispatcher: str = "inline"
+    dispatcher_raise_exception: bool = False
+    #: Per-dispatcher blocks, keyed by dispatcher name: ``{"threadpool": {"MAX_WORKERS": 8}}``.
+    dispatcher_settings: Mapping[str, Mapping[str, Any]] = attrs.field(factory=dict)
+    #: Cache adapter used where one is needed and none is given (tasks' CacheMiddleware, ...).
+    default_cache: Any = None
+    #: Where `on_duplicate` state lives: None = this process; a Redis cache adapter = the cluster.
+    task_guard: Any = None
+
+    def dispatcher_block(self, name: str) -> Mapping[str, Any]:
+        """The settings block of one dispatcher (empty when absent)."""
+        return self.dispatcher_settings.get(name, {})
+
+
+_lock = threading.Lock()
+_current = Settings()
+
+
+def get_settings() -> Settings:
+    """The settings in force."""
+    return _current
+
+
+def configure(
+    *,
+    default_dispatcher: str = _UNSET,
+    dispatcher_raise_exception: bool = _UNSET,
+    dispatcher_settings: Mapping[str, Mapping[str, Any]] = _UNSET,
+    default_cache: Any = _UNSET,
+    task_guard: Any = _UNSET,
+) -> Settings:
+    """Change some settings, keeping the others, and return the new snapshot."""
+    global _current
+    changes = {
+        name: value
+        for name, value in {
+            "default_dispatcher": default_dispatcher,
+            "dispatcher_raise_exception": dispatcher_raise_exception,
+            "dispatcher_settings": dispatcher_settings,
+            "default_cache": default_cache,
+            "task_guard": task_guard,
+        }.items()
+        if value is not _UNSET
+    }
+    with _lock:
+        _current = attrs.evolve(_current, **changes)
+        return _current
+
+
+def reset_settings() -> Settings:
+    """Back to the defaults (for tests)."""
+    global _current
+    with _lock:
+        _current = Settings()
+        return _current
