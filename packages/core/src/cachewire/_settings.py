@@ -1,4 +1,4 @@
-"""Process-wide settings: `configure()` for plain Python; the Django adapter feeds ``CACHEWIRE`` in."""
+"""Process-wide settings: `configure()` in plain Python; Django feeds ``CACHEWIRE`` in."""
 
 from __future__ import annotations
 
