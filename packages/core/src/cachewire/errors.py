@@ -4,6 +4,7 @@ from __future__ import annotations
 
 __all__ = [
     "CacheBackendError",
+    "CachedTaskError",
     "CachewireError",
     "ConfigurationError",
     "CreatorCancelledError",
@@ -74,3 +75,12 @@ class UnknownTaskError(TaskError):
 
 class TaskTimeoutError(TaskError):
     """A task ran longer than its timeout and was cancelled."""
+
+
+class CachedTaskError(TaskError):
+    """A task's earlier failure, cached by `CacheMiddleware` (``cache_errors``) and raised again."""
+
+    def __init__(self, message: str, *, error_type: str = "", error_message: str = "") -> None:
+        super().__init__(message)
+        self.error_type = error_type
+        self.error_message = error_message

@@ -1,0 +1,167 @@
+"""Duplicate guards: admit a submission, hold it, or drop it, and release held ones at completion.
+
+A duplicate is the same task name with equal canonical arguments (`TaskMessage.duplicate_key`).
+`admit` runs at submit time; the runner calls `finish` once the run ends, which hands back the
+next held message (serial, queue_one) for the runner to submit.
+"""
+
+from __future__ import annotations
+
+import collections
+import threading
+from typing import Any, Literal
+
+from cachewire.errors import CacheBackendError, ConfigurationError
+
+__all__ = ["Guard", "LocalGuard", "RedisGuard", "resolve_guard"]
+
+Outcome = Literal["accepted", "queued", "discarded"]
+
+
+class Guard:
+    """Where `on_duplicate` state lives. Subclasses must make admit/finish atomic."""
+
+    def admit(self, key: str, policy: str, message_json: str) -> Outcome:
+        """Decide what happens to a submission: run it now, hold it, or drop it."""
+        raise NotImplementedError
+
+    def finish(self, key: str) -> str | None:
+        """End the running call of ``key``; return the next held message (now running) or None."""
+        raise NotImplementedError
+
+
+class LocalGuard(Guard):
+    """A thread-safe guard for one process (the default)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._running: set[str] = set()
+        self._held: dict[str, collections.deque[str]] = {}
+
+    def admit(self, key: str, policy: str, message_json: str) -> Outcome:
+        with self._lock:
+            if key not in self._running:
+                self._running.add(key)
+                return "accepted"
+            held = self._held.setdefault(key, collections.deque())
+            if policy == "discard" or (policy == "queue_one" and held):
+                return "discarded"
+            held.append(message_json)
+            return "queued"
+
+    def finish(self, key: str) -> str | None:
+        with self._lock:
+            held = self._held.get(key)
+            if held:
+                # The key stays marked running: the held message takes over the slot.
+                return held.popleft()
+            self._held.pop(key, None)
+            self._running.discard(key)
+            return None
+
+
+_ADMIT = """
+local run, held = KEYS[1], KEYS[2]
+local policy, msg, lease = ARGV[1], ARGV[2], tonumber(ARGV[3])
+if redis.call('SET', run, '1', 'NX', 'PX', lease) then
+  return 'accepted'
+end
+if policy == 'discard' then
+  return 'discarded'
+end
+if policy == 'queue_one' and redis.call('LLEN', held) > 0 then
+  return 'discarded'
+end
+redis.call('RPUSH', held, msg)
+redis.call('PEXPIRE', held, lease * 4)
+return 'queued'
+"""
+
+_FINISH = """
+local run, held = KEYS[1], KEYS[2]
+local lease = tonumber(ARGV[1])
+local nxt = redis.call('LPOP', held)
+if nxt then
+  redis.call('SET', run, '1', 'PX', lease)
+  return nxt
+end
+redis.call('DEL', run)
+return false
+"""
+
+
+class RedisGuard(Guard):
+    """A cluster-wide guard in Redis: atomic Lua scripts, held messages in a Redis list.
+
+    The running marker is a lease of ``lease_seconds``: a runner that crashes leaves a marker
+    that expires after the lease, so the key does not stay blocked forever. Choose a lease
+    longer than your longest run (the runner does not renew it).
+    """
+
+    def __init__(
+        self, url: str, *, prefix: str = "cachewire:guard:", lease_seconds: float = 300.0
+    ) -> None:
+        import redis
+
+        if lease_seconds <= 0:
+            raise ConfigurationError(f"lease_seconds must be > 0, got {lease_seconds!r}")
+        self.url = url
+        self.prefix = prefix
+        self.lease_ms = int(lease_seconds * 1000)
+        self._client: Any = redis.Redis.from_url(url)
+        self._admit = self._client.register_script(_ADMIT)
+        self._finish = self._client.register_script(_FINISH)
+
+    def _keys(self, key: str) -> list[str]:
+        return [f"{self.prefix}{key}:run", f"{self.prefix}{key}:held"]
+
+    def admit(self, key: str, policy: str, message_json: str) -> Outcome:
+        import redis
+
+        try:
+            outcome = self._admit(keys=self._keys(key), args=[policy, message_json, self.lease_ms])
+        except redis.RedisError as exc:
+            raise CacheBackendError(f"task guard at {self.url} failed: {exc}") from exc
+        text = outcome.decode() if isinstance(outcome, bytes) else str(outcome)
+        if text not in ("accepted", "queued", "discarded"):
+            raise CacheBackendError(f"task guard at {self.url} answered {text!r}")
+        return text  # type: ignore[return-value]
+
+    def finish(self, key: str) -> str | None:
+        import redis
+
+        try:
+            nxt = self._finish(keys=self._keys(key), args=[self.lease_ms])
+        except redis.RedisError as exc:
+            raise CacheBackendError(f"task guard at {self.url} failed: {exc}") from exc
+        if nxt is None:
+            return None
+        return nxt.decode() if isinstance(nxt, bytes) else str(nxt)
+
+
+_local_guard = LocalGuard()
+_redis_guards: dict[str, RedisGuard] = {}
+_redis_lock = threading.Lock()
+
+
+def resolve_guard(spec: Any) -> Guard:
+    """Turn a ``guard``/``task_guard`` value into a guard.
+
+    None → the process guard; a `Guard` as is; a ``redis://`` URL or an object with a Redis
+    ``url`` attribute (such as a Redis cache adapter) → a shared `RedisGuard`.
+    """
+    if spec is None:
+        return _local_guard
+    if isinstance(spec, Guard):
+        return spec
+    url = spec if isinstance(spec, str) else getattr(spec, "url", None)
+    if isinstance(url, str) and url.startswith(("redis://", "rediss://", "unix://")):
+        with _redis_lock:
+            guard = _redis_guards.get(url)
+            if guard is None:
+                guard = _redis_guards[url] = RedisGuard(url)
+            return guard
+    raise ConfigurationError(
+        f"task guard {spec!r} is not supported; pass None (this process), a redis:// URL, "
+        f"a RedisCacheAdapter or a Guard instance"
+    )

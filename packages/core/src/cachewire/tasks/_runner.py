@@ -1,0 +1,191 @@
+"""Run a task message: registry lookup, bind context, middlewares, timeout, guard release."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import threading
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any, TypeVar
+
+from cachewire.errors import TaskTimeoutError, UnknownTaskError
+from cachewire.tasks._context import TaskContext, count
+from cachewire.tasks._message import TaskMessage
+from cachewire.tasks._registry import TaskRegistry, get_registry
+from cachewire.tasks._task import Task, release_next
+
+__all__ = ["arun_task", "run_task"]
+
+logger = logging.getLogger("cachewire.tasks")
+
+T = TypeVar("T")
+
+
+def _decode(message: TaskMessage | str | bytes) -> TaskMessage:
+    if isinstance(message, TaskMessage):
+        return message
+    return TaskMessage.from_json(message)
+
+
+def _lookup(message: TaskMessage, registry: TaskRegistry | None) -> Task[..., Any] | None:
+    try:
+        return (registry or get_registry(message.registry)).get(message.name)
+    except UnknownTaskError:
+        count("unknown")
+        logger.error("task %r [%s] is not registered here; dropped", message.name, message.uuid)
+        raise
+
+
+def _call_args(task_obj: Task[..., Any], ctx: TaskContext, message: TaskMessage) -> tuple[Any, ...]:
+    return (ctx, *message.args) if message.bind else tuple(message.args)
+
+
+def _record_error(message: TaskMessage, exc: BaseException) -> None:
+    if isinstance(exc, TaskTimeoutError):
+        count("timed_out")
+        logger.error("task %s [%s] timed out: %s", message.name, message.uuid, exc)
+    else:
+        count("failed")
+        logger.error("task %s [%s] raised", message.name, message.uuid, exc_info=exc)
+
+
+def _run_coroutine(factory: Callable[[], Coroutine[Any, Any, T]]) -> T:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(factory())
+    # A loop already runs in this thread (an inline dispatcher called from async code): run the
+    # coroutine on a fresh loop in a helper thread and wait for it, blocking this thread.
+    box: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            box["value"] = asyncio.run(factory())
+        except BaseException as exc:
+            box["error"] = exc
+
+    thread = threading.Thread(target=target, name="cachewire-task")
+    thread.start()
+    thread.join()
+    if "error" in box:
+        raise box["error"]
+    return box["value"]  # type: ignore[no-any-return]
+
+
+def run_task(
+    message: TaskMessage | str | bytes,
+    *,
+    registry: TaskRegistry | None = None,
+    raise_errors: bool = False,
+) -> Any:
+    """Run one message in this thread and return the task's result.
+
+    Async task bodies run through `arun_task` on ``asyncio.run`` when no loop is running in this
+    thread, else on a fresh loop in a helper thread that this thread waits for. Failures
+    (`UnknownTaskError`, `TaskTimeoutError`, the body's exception) are logged and counted, then
+    re-raised when ``raise_errors`` is true; otherwise the result is None.
+    """
+    message = _decode(message)
+    try:
+        task_obj = _lookup(message, registry)
+    except UnknownTaskError:
+        if raise_errors:
+            raise
+        return None
+    assert task_obj is not None
+    if task_obj.is_async:
+        return _run_coroutine(
+            functools.partial(arun_task, message, registry=registry, raise_errors=raise_errors)
+        )
+    ctx = TaskContext.for_message(message)
+    try:
+        call: Callable[[], Any] = functools.partial(
+            task_obj.func, *_call_args(task_obj, ctx, message), **message.kwargs
+        )
+        for middleware in reversed(task_obj.middlewares):
+            call = functools.partial(middleware.around_execute, ctx, call)
+        result: Any = None
+        error: BaseException | None = None
+        for middleware in task_obj.middlewares:
+            middleware.before_execute(ctx)
+        try:
+            result = call()
+        except Exception as exc:
+            error = exc
+        for middleware in task_obj.middlewares:
+            middleware.after_execute(ctx, result, error)
+        if error is not None:
+            _record_error(message, error)
+            if raise_errors:
+                raise error
+            return None
+        count("succeeded")
+        return result
+    finally:
+        if message.on_duplicate != "parallel":
+            release_next(task_obj, message.duplicate_key)
+
+
+async def arun_task(
+    message: TaskMessage | str | bytes,
+    *,
+    registry: TaskRegistry | None = None,
+    raise_errors: bool = False,
+) -> Any:
+    """Run one message on the running loop and return the task's result.
+
+    A ``timeout`` (seconds, > 0) cancels the run and raises `TaskTimeoutError`; sync bodies run
+    in a worker thread, which a timeout abandons rather than stops. Failures are logged and
+    counted, then re-raised when ``raise_errors`` is true; otherwise the result is None.
+    """
+    message = _decode(message)
+    try:
+        task_obj = _lookup(message, registry)
+    except UnknownTaskError:
+        if raise_errors:
+            raise
+        return None
+    assert task_obj is not None
+    ctx = TaskContext.for_message(message)
+    args = _call_args(task_obj, ctx, message)
+
+    async def body() -> Any:
+        if task_obj.is_async:
+            return await task_obj.func(*args, **message.kwargs)
+        return await asyncio.to_thread(functools.partial(task_obj.func, *args, **message.kwargs))
+
+    call: Callable[[], Awaitable[Any]] = body
+    for middleware in reversed(task_obj.middlewares):
+        call = functools.partial(middleware.aaround_execute, ctx, call)
+    try:
+        result: Any = None
+        error: BaseException | None = None
+        for middleware in task_obj.middlewares:
+            middleware.before_execute(ctx)
+        try:
+            if message.timeout:
+                try:
+                    async with asyncio.timeout(message.timeout):
+                        result = await call()
+                except TimeoutError as exc:
+                    raise TaskTimeoutError(
+                        f"task {message.name!r} [{message.uuid}] ran longer than its timeout of "
+                        f"{message.timeout}s and was cancelled"
+                    ) from exc
+            else:
+                result = await call()
+        except Exception as exc:
+            error = exc
+        for middleware in task_obj.middlewares:
+            middleware.after_execute(ctx, result, error)
+        if error is not None:
+            _record_error(message, error)
+            if raise_errors:
+                raise error
+            return None
+        count("succeeded")
+        return result
+    finally:
+        if message.on_duplicate != "parallel":
+            release_next(task_obj, message.duplicate_key)
