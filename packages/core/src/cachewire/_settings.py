@@ -25,6 +25,8 @@ class Settings:
     default_cache: Any = None
     #: Where `on_duplicate` state lives: None = this process; a Redis cache adapter = the cluster.
     task_guard: Any = None
+    #: Defaults for task options (queue, bind, on_duplicate, timeout, labels) below `@task`'s.
+    task_defaults: Mapping[str, Any] = attrs.field(factory=dict)
 
     def dispatcher_block(self, name: str) -> Mapping[str, Any]:
         """The settings block of one dispatcher (empty when absent)."""
@@ -47,6 +49,7 @@ def configure(
     dispatcher_settings: Mapping[str, Mapping[str, Any]] = _UNSET,
     default_cache: Any = _UNSET,
     task_guard: Any = _UNSET,
+    task_defaults: Mapping[str, Any] = _UNSET,
 ) -> Settings:
     """Change some settings, keeping the others, and return the new snapshot."""
     global _current
@@ -58,6 +61,7 @@ def configure(
             "dispatcher_settings": dispatcher_settings,
             "default_cache": default_cache,
             "task_guard": task_guard,
+            "task_defaults": task_defaults,
         }.items()
         if value is not _UNSET
     }
