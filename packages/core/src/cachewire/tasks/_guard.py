@@ -154,7 +154,7 @@ def resolve_guard(spec: Any) -> Guard:
         return _local_guard
     if isinstance(spec, Guard):
         return spec
-    url = spec if isinstance(spec, str) else getattr(spec, "url", None)
+    url = spec if isinstance(spec, str) else getattr(spec, "url", getattr(spec, "redis_url", None))
     if isinstance(url, str) and url.startswith(("redis://", "rediss://", "unix://")):
         with _redis_lock:
             guard = _redis_guards.get(url)

@@ -62,7 +62,13 @@ def _settings_default(option: str) -> Any:
     settings = get_settings()
     if option == "dispatcher":
         return settings.default_dispatcher
-    defaults = getattr(settings, "task_defaults", None) or {}
+    defaults = settings.task_defaults
+    unknown = sorted(set(defaults) - set(_BUILTIN_DEFAULTS))
+    if unknown:
+        raise ConfigurationError(
+            f"configure(task_defaults=...) has unknown option(s) {unknown}; valid ones are "
+            f"{sorted(_BUILTIN_DEFAULTS)} (set the dispatcher with default_dispatcher)"
+        )
     return defaults.get(option, _BUILTIN_DEFAULTS[option])
 
 
@@ -120,7 +126,14 @@ def resolve_dispatcher(spec: Any) -> Dispatcher:
             raise ConfigurationError(f"no dispatcher named {spec!r} is registered")
         found = cls()
     else:
-        found = get_dispatcher(spec, {})
+        try:
+            found = get_dispatcher(spec, {})
+        except ConfigurationError:
+            # Subclasses defined in the application (and in tests) count as registered by name.
+            cls = _dispatcher_class(spec)
+            if cls is None:
+                raise
+            found = cls()
         if not isinstance(found, Dispatcher):
             raise ConfigurationError(f"dispatcher {spec!r} resolved to {found!r}, not a Dispatcher")
     with _resolved_lock:
