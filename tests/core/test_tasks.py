@@ -178,7 +178,7 @@ def test_unregistered_names_are_refused_logged_and_counted(
         assert run_task(message) is None
     assert "os.system" in caplog.text
     assert task_stats()["unknown"] == 1
-    with pytest.raises(UnknownTaskError, match="os.system"):
+    with pytest.raises(UnknownTaskError, match=r"os\.system"):
         run_task(message.to_json(), raise_errors=True)
 
 
