@@ -111,11 +111,11 @@ def test_policies_hold_across_processes(
     try:
         assert client.blpop([prefix + "started"], timeout=30) is not None, "first run never began"
         processes += [_spawn(redis_db_url, policy, prefix) for _ in range(4)]
-        outcomes = []
+        outcomes: list[str] = []
         for _ in range(5):
             item = client.blpop([prefix + "outcomes"], timeout=30)
             assert item is not None, f"only {outcomes} submitted"
-            outcomes.append(item[1].decode())
+            outcomes.append(item[1].decode() if isinstance(item[1], bytes) else item[1])
         client.rpush(prefix + "go", "1")
         for process in processes:
             _finish(process)

@@ -53,7 +53,13 @@ MATRIX: dict[str, tuple[Any, Any, Any]] = {
     "timeout": (5.0, 3.0, 0),
     "labels": ({"level": "settings"}, {"level": "decorator"}, {}),
 }
-DEFAULTS = {"queue": None, "bind": False, "on_duplicate": "parallel", "timeout": None, "labels": {}}
+DEFAULTS: dict[str, Any] = {
+    "queue": None,
+    "bind": False,
+    "on_duplicate": "parallel",
+    "timeout": None,
+    "labels": {},
+}
 
 
 def _submit(option: str, levels: set[str], registry: TaskRegistry) -> TaskMessage:
@@ -96,7 +102,7 @@ def test_option_precedence(option: str, levels: set[str], winner: int | None) ->
 
 def test_falsy_bind_at_the_call_beats_true_at_the_decorator() -> None:
     registry = TaskRegistry(f"opts-{os.urandom(4).hex()}")
-    f = task(name="b", registry=registry, bind=True, dispatcher=Recorder)(lambda: None)
+    f = task(name="b", registry=registry, bind=True, dispatcher=Recorder)(lambda ctx: None)
     f.apply_async(bind=False)
     assert Recorder.messages[0][1].bind is False
 
@@ -114,8 +120,11 @@ def test_dispatcher_precedence(levels: set[str], expected: str) -> None:
     registry = TaskRegistry(f"opts-{os.urandom(4).hex()}")
     if "settings" in levels:
         configure(default_dispatcher=OtherRecorder.name)
-    decorator_options = {"dispatcher": Recorder(tag="decorator")} if "decorator" in levels else {}
-    f = task(name="d", registry=registry, **decorator_options)(lambda: None)
+    decorator_options: dict[str, Any] = (
+        {"dispatcher": Recorder(tag="decorator")} if "decorator" in levels else {}
+    )
+    f: Any = task(name="d", registry=registry, **decorator_options)  # options built at runtime
+    f = f(lambda: None)
     call_options = {"dispatcher": Recorder(tag="call")} if "call" in levels else {}
     f.apply_async(**call_options)
     ((tag, _),) = Recorder.messages

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import uuid as uuid_module
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import attrs
@@ -40,6 +40,14 @@ def duplicate_key(name: str, args: Any, kwargs: Mapping[str, Any]) -> str:
     return f"{name}:{digest}"
 
 
+def _to_tuple(value: Iterable[Any]) -> tuple[Any, ...]:
+    return tuple(value)
+
+
+def _to_dict(value: Mapping[str, Any]) -> dict[str, Any]:
+    return dict(value)
+
+
 def _new_uuid() -> str:
     return uuid_module.uuid4().hex
 
@@ -52,14 +60,14 @@ class TaskMessage:
     """
 
     name: str
-    args: tuple[Any, ...] = attrs.field(default=(), converter=tuple)
-    kwargs: dict[str, Any] = attrs.field(factory=dict, converter=dict)
+    args: tuple[Any, ...] = attrs.field(default=(), converter=_to_tuple)
+    kwargs: dict[str, Any] = attrs.field(factory=dict, converter=_to_dict)
     uuid: str = attrs.field(factory=_new_uuid)
     queue: str | None = None
     timeout: float | None = None
     bind: bool = False
     on_duplicate: str = "parallel"
-    labels: dict[str, Any] = attrs.field(factory=dict, converter=dict)
+    labels: dict[str, Any] = attrs.field(factory=dict, converter=_to_dict)
     attempt: int = 1
     #: Name of the `TaskRegistry` holding the task; None is the global registry.
     registry: str | None = None

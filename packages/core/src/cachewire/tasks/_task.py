@@ -9,7 +9,7 @@ import logging
 import math
 import threading
 from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Concatenate, Generic, Literal, ParamSpec, TypeVar, overload
 
 from cachewire._settings import get_settings
 from cachewire.dispatch._base import Dispatcher
@@ -387,7 +387,23 @@ def task(func: Callable[P, R], /) -> Task[P, R]: ...
 def task(
     *,
     queue: str | Callable[[], str | None] | None = ...,
-    bind: bool = ...,
+    bind: Literal[True],
+    on_duplicate: str = ...,
+    timeout: float | None = ...,
+    registry: TaskRegistry | None = ...,
+    dispatcher: str | Dispatcher | type[Dispatcher] | None = ...,
+    middlewares: Sequence[Middleware] = ...,
+    labels: Mapping[str, Any] = ...,
+    name: str | None = ...,
+    guard: Any = ...,
+) -> Callable[[Callable[Concatenate[TaskContext, P], R]], Task[P, R]]: ...
+
+
+@overload
+def task(
+    *,
+    queue: str | Callable[[], str | None] | None = ...,
+    bind: Literal[False] = ...,
     on_duplicate: str = ...,
     timeout: float | None = ...,
     registry: TaskRegistry | None = ...,
@@ -397,6 +413,22 @@ def task(
     name: str | None = ...,
     guard: Any = ...,
 ) -> Callable[[Callable[P, R]], Task[P, R]]: ...
+
+
+@overload
+def task(
+    *,
+    queue: str | Callable[[], str | None] | None = ...,
+    bind: bool,
+    on_duplicate: str = ...,
+    timeout: float | None = ...,
+    registry: TaskRegistry | None = ...,
+    dispatcher: str | Dispatcher | type[Dispatcher] | None = ...,
+    middlewares: Sequence[Middleware] = ...,
+    labels: Mapping[str, Any] = ...,
+    name: str | None = ...,
+    guard: Any = ...,
+) -> Callable[[Callable[..., R]], Task[..., R]]: ...
 
 
 def task(
@@ -413,7 +445,7 @@ def task(
     labels: Mapping[str, Any] = UNSET,
     name: str | None = None,
     guard: Any = UNSET,
-) -> Task[P, R] | Callable[[Callable[P, R]], Task[P, R]]:
+) -> Any:
     """Make a sync or async function a `Task`, registered under ``name`` or ``module.qualname``.
 
     Options not given fall back to settings (``default_dispatcher``, ``task_guard``, ...).
@@ -421,7 +453,7 @@ def task(
     or a ``timeout`` the known dispatcher cannot enforce.
     """
 
-    def wrap(f: Callable[P, R]) -> Task[P, R]:
+    def wrap(f: Callable[..., Any]) -> Task[..., Any]:
         return Task(
             f,
             name=name,
