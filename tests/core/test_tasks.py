@@ -23,6 +23,7 @@ from cachewire.tasks import (
     task,
     task_stats,
 )
+from cachewire.testing._task_contract import TaskDispatchContract
 
 pytestmark = pytest.mark.timeout(20)
 
@@ -305,3 +306,74 @@ def test_invalid_options_are_refused(registry: TaskRegistry) -> None:
     with pytest.raises(ConfigurationError, match="queue_name") as info:
         t.apply_async(queue_name="x")
     assert "on_duplicate" in str(info.value)
+
+
+class ThreadPerTask(Dispatcher):
+    """Runs each message on its own thread."""
+
+    name = "test-tasks-threads"
+
+    def __init__(self, **config: Any) -> None:
+        super().__init__(**config)
+        self.pending = 0
+        self.idle = threading.Condition()
+
+    def dispatch(self, **kwargs: Any) -> None:
+        raise NotImplementedError
+
+    def submit_task(self, message: TaskMessage) -> None:
+        with self.idle:
+            self.pending += 1
+        threading.Thread(target=self._run, args=(message,)).start()
+
+    def _run(self, message: TaskMessage) -> None:
+        try:
+            run_task(message)
+        finally:
+            with self.idle:
+                self.pending -= 1
+                self.idle.notify_all()
+
+
+class TestContractInline(TaskDispatchContract):
+    @pytest.fixture
+    def dispatcher(self) -> Any:
+        return RunInline
+
+    @pytest.fixture
+    def wait_idle(self) -> Any:
+        async def idle() -> None:
+            return None
+
+        return idle
+
+
+class TestContractThreads(TaskDispatchContract):
+    @pytest.fixture
+    def dispatcher(self) -> Any:
+        return ThreadPerTask()
+
+    @pytest.fixture
+    def wait_idle(self, dispatcher: ThreadPerTask) -> Any:
+        async def idle() -> None:
+            def wait() -> None:
+                with dispatcher.idle:
+                    assert dispatcher.idle.wait_for(lambda: dispatcher.pending == 0, 15)
+
+            await asyncio.to_thread(wait)
+
+        return idle
+
+
+class TestContractLoop(TaskDispatchContract):
+    @pytest.fixture
+    def dispatcher(self) -> Any:
+        return RunOnLoop()
+
+    @pytest.fixture
+    def wait_idle(self, dispatcher: RunOnLoop) -> Any:
+        async def idle() -> None:
+            while not all(f.done() for f in dispatcher.futures):
+                await asyncio.gather(*dispatcher.futures)
+
+        return idle

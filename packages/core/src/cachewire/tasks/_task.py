@@ -209,6 +209,9 @@ class Task(Generic[P, R]):
             raise ConfigurationError(f"{where} labels={labels!r} must be a mapping")
         if dispatcher is not UNSET and dispatcher is None:
             dispatcher = UNSET
+        if isinstance(dispatcher, type) and issubclass(dispatcher, Dispatcher):
+            # One instance per task, so a pool or loop-bound dispatcher is not rebuilt per submit.
+            dispatcher = dispatcher()
         if timeout is not UNSET and dispatcher is not UNSET:
             _check_enforceable(timeout, dispatcher, where)
         self.func = func
