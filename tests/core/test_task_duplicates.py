@@ -8,6 +8,8 @@ import threading
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from cachewire.dispatch._base import Dispatcher
 from cachewire.tasks import LocalGuard, TaskMessage, TaskRegistry, run_task, task, task_stats
@@ -180,3 +182,31 @@ def test_local_guard_admit_and_finish() -> None:
     assert guard.admit(key, "discard", "m4") == "discarded"
     assert guard.finish(key) is None
     assert guard.admit(key, "discard", "m5") == "accepted"
+
+
+policies = st.sampled_from(["discard", "serial", "queue_one"])
+steps = st.lists(st.one_of(st.tuples(st.just("admit"), policies), st.just(("finish", ""))))
+
+
+@given(steps)
+def test_local_guard_matches_the_policy_model(ops: list[tuple[str, str]]) -> None:
+    guard = LocalGuard()
+    running = False
+    held: list[str] = []
+    for i, (op, policy) in enumerate(ops):
+        if op == "admit":
+            outcome = guard.admit("k", policy, f"m{i}")
+            if not running:
+                running, expected = True, "accepted"
+            elif policy == "discard" or (policy == "queue_one" and held):
+                expected = "discarded"
+            else:
+                held.append(f"m{i}")
+                expected = "queued"
+            assert outcome == expected
+        elif running:
+            assert guard.finish("k") == (held.pop(0) if held else None)
+            running = bool(held) or guard.admit("k", "discard", "probe") != "accepted"
+            if not running:
+                # The probe took the free slot; give it back.
+                assert guard.finish("k") is None

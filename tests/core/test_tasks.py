@@ -9,6 +9,8 @@ import threading
 from typing import Any, ClassVar
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from cachewire._settings import configure, reset_settings
 from cachewire.dispatch._base import Dispatcher
@@ -377,3 +379,30 @@ class TestContractLoop(TaskDispatchContract):
                 await asyncio.gather(*dispatcher.futures)
 
         return idle
+
+
+json_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(),
+    lambda children: st.lists(children) | st.dictionaries(st.text(), children),
+    max_leaves=10,
+)
+
+
+@given(
+    args=st.lists(json_values, max_size=4),
+    kwargs=st.dictionaries(st.text(), json_values, max_size=4),
+    queue=st.none() | st.text(),
+)
+def test_messages_round_trip_and_keys_are_stable(
+    args: list[Any], kwargs: dict[str, Any], queue: str | None
+) -> None:
+    message = TaskMessage(name="prop", args=args, kwargs=kwargs, queue=queue)
+    decoded = TaskMessage.from_json(message.to_json())
+    assert decoded == message
+    assert decoded.duplicate_key == message.duplicate_key
+    reordered = TaskMessage(name="prop", args=args, kwargs=dict(reversed(list(kwargs.items()))))
+    assert reordered.duplicate_key == message.duplicate_key
