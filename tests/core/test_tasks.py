@@ -406,3 +406,16 @@ def test_messages_round_trip_and_keys_are_stable(
     assert decoded.duplicate_key == message.duplicate_key
     reordered = TaskMessage(name="prop", args=args, kwargs=dict(reversed(list(kwargs.items()))))
     assert reordered.duplicate_key == message.duplicate_key
+
+
+def test_an_unknown_guarded_message_frees_its_duplicate_key() -> None:
+    from cachewire.tasks._guard import resolve_guard
+
+    guard = resolve_guard(None)
+    message = TaskMessage(name="nowhere.to.be.found", args=(os.urandom(4).hex(),))
+    message = TaskMessage.from_json(message.to_json().replace('"parallel"', '"serial"'))
+    assert guard.admit(message.duplicate_key, "serial", message.to_json()) == "accepted"
+    assert guard.admit(message.duplicate_key, "serial", "held") == "queued"
+    assert run_task(message) is None
+    assert guard.admit(message.duplicate_key, "discard", message.to_json()) == "accepted"
+    assert guard.finish(message.duplicate_key) is None

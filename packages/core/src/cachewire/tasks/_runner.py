@@ -9,8 +9,10 @@ import threading
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, TypeVar
 
+from cachewire._settings import get_settings
 from cachewire.errors import TaskTimeoutError, UnknownTaskError
 from cachewire.tasks._context import TaskContext, count
+from cachewire.tasks._guard import resolve_guard
 from cachewire.tasks._message import TaskMessage
 from cachewire.tasks._registry import TaskRegistry, get_registry
 from cachewire.tasks._task import Task, release_next
@@ -34,7 +36,21 @@ def _lookup(message: TaskMessage, registry: TaskRegistry | None) -> Task[..., An
     except UnknownTaskError:
         count("unknown")
         logger.error("task %r [%s] is not registered here; dropped", message.name, message.uuid)
+        if message.on_duplicate != "parallel":
+            _release_unknown(message)
         raise
+
+
+def _release_unknown(message: TaskMessage) -> None:
+    # Without the task there is no guard option to read: free the key in the settings' guard
+    # so it does not stay blocked, dropping (and logging) what was held behind it.
+    try:
+        guard = resolve_guard(get_settings().task_guard)
+        while (held := guard.finish(message.duplicate_key)) is not None:
+            count("unknown")
+            logger.error("task %r: dropped a held message %s", message.name, held)
+    except Exception:
+        logger.exception("task %r: could not release its duplicate guard", message.name)
 
 
 def _call_args(task_obj: Task[..., Any], ctx: TaskContext, message: TaskMessage) -> tuple[Any, ...]:

@@ -54,7 +54,8 @@ _BUILTIN_DEFAULTS: dict[str, Any] = {
 _held_dispatchers: dict[str, Dispatcher] = {}
 _held_lock = threading.Lock()
 
-_resolved: dict[tuple[str, int], Dispatcher] = {}
+# name -> (the settings it was built under, the dispatcher); rebuilt when settings change.
+_resolved: dict[str, tuple[Any, Dispatcher]] = {}
 _resolved_lock = threading.Lock()
 
 
@@ -112,11 +113,11 @@ def resolve_dispatcher(spec: Any) -> Dispatcher:
             f"dispatcher={spec!r} is not a dispatcher; pass a registered name, a Dispatcher "
             f"subclass or an instance"
         )
-    cache_key = (spec, id(get_settings()))
+    settings = get_settings()
     with _resolved_lock:
-        found = _resolved.get(cache_key)
-    if found is not None:
-        return found
+        entry = _resolved.get(spec)
+    if entry is not None and entry[0] is settings:
+        return entry[1]
     # The dispatcher registry is optional here: without it, registered subclasses are found
     # by their `name`.
     get_dispatcher = getattr(importlib.import_module("cachewire.dispatch"), "get_dispatcher", None)
@@ -137,7 +138,7 @@ def resolve_dispatcher(spec: Any) -> Dispatcher:
         if not isinstance(found, Dispatcher):
             raise ConfigurationError(f"dispatcher {spec!r} resolved to {found!r}, not a Dispatcher")
     with _resolved_lock:
-        _resolved[cache_key] = found
+        _resolved[spec] = (settings, found)
     return found
 
 
