@@ -412,8 +412,9 @@ def test_an_unknown_guarded_message_frees_its_duplicate_key() -> None:
     from cachewire.tasks._guard import resolve_guard
 
     guard = resolve_guard(None)
-    message = TaskMessage(name="nowhere.to.be.found", args=(os.urandom(4).hex(),))
-    message = TaskMessage.from_json(message.to_json().replace('"parallel"', '"serial"'))
+    message = TaskMessage(
+        name="nowhere.to.be.found", args=(os.urandom(4).hex(),), on_duplicate="serial"
+    )
     assert guard.admit(message.duplicate_key, "serial", message.to_json()) == "accepted"
     assert guard.admit(message.duplicate_key, "serial", "held") == "queued"
     assert run_task(message) is None
