@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -167,3 +168,29 @@ def test_unreachable_redis_is_a_cache_backend_error(private_redis: Any) -> None:
     private_redis.stop()
     with pytest.raises(CacheBackendError, match="task guard"):
         guard.admit(key, "discard", "m")
+
+
+def test_touch_renews_the_lease(redis_db_url: str, client: Any) -> None:
+    guard = RedisGuard(redis_db_url, prefix="touch:", lease_seconds=60)
+    key = TaskMessage(name="touch").duplicate_key
+    assert guard.admit(key, "discard", "m") == "accepted"
+    client.pexpire(f"touch:{key}:run", 1_000)
+    guard.touch(key)
+    assert client.pttl(f"touch:{key}:run") > 1_000
+
+
+def test_keep_alive_renews_while_the_run_goes_on(
+    redis_db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    guard = RedisGuard(redis_db_url, prefix="alive:", lease_seconds=0.3)
+    renewed = threading.Event()
+    real_touch = guard.touch
+
+    def touch(key: str) -> None:
+        real_touch(key)
+        renewed.set()
+
+    monkeypatch.setattr(guard, "touch", touch)
+    key = TaskMessage(name="alive").duplicate_key
+    with guard.keep_alive(key):
+        assert renewed.wait(10)

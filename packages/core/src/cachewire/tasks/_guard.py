@@ -8,7 +8,10 @@ next held message (serial, queue_one) for the runner to submit.
 from __future__ import annotations
 
 import collections
+import contextlib
+import logging
 import threading
+from collections.abc import Iterator
 from typing import Any, Literal
 
 from cachewire.errors import CacheBackendError, ConfigurationError
@@ -16,6 +19,8 @@ from cachewire.errors import CacheBackendError, ConfigurationError
 __all__ = ["Guard", "LocalGuard", "RedisGuard", "resolve_guard"]
 
 Outcome = Literal["accepted", "queued", "discarded"]
+
+logger = logging.getLogger("cachewire.tasks")
 
 
 class Guard:
@@ -28,6 +33,10 @@ class Guard:
     def finish(self, key: str) -> str | None:
         """End the running call of ``key``; return the next held message (now running) or None."""
         raise NotImplementedError
+
+    def keep_alive(self, key: str) -> contextlib.AbstractContextManager[None]:
+        """Keep the running marker of ``key`` alive for the duration of the ``with`` block."""
+        return contextlib.nullcontext()
 
 
 class LocalGuard(Guard):
@@ -93,9 +102,9 @@ return false
 class RedisGuard(Guard):
     """A cluster-wide guard in Redis: atomic Lua scripts, held messages in a Redis list.
 
-    The running marker is a lease of ``lease_seconds``: a runner that crashes leaves a marker
-    that expires after the lease, so the key does not stay blocked forever. Choose a lease
-    longer than your longest run (the runner does not renew it).
+    The running marker is a lease of ``lease_seconds``, renewed every third of it while the run
+    goes on (`keep_alive`): a runner that crashes stops renewing, so the key unblocks at most one
+    lease later.
     """
 
     def __init__(
@@ -111,6 +120,35 @@ class RedisGuard(Guard):
         self._client: Any = redis.Redis.from_url(url)
         self._admit = self._client.register_script(_ADMIT)
         self._finish = self._client.register_script(_FINISH)
+
+    def touch(self, key: str) -> None:
+        """Renew the lease of the running marker of ``key`` (no-op once it is gone)."""
+        import redis
+
+        try:
+            self._client.pexpire(self._keys(key)[0], self.lease_ms)
+        except redis.RedisError as exc:
+            raise CacheBackendError(f"task guard at {self.url} failed: {exc}") from exc
+
+    @contextlib.contextmanager
+    def keep_alive(self, key: str) -> Iterator[None]:
+        stop = threading.Event()
+        interval = self.lease_ms / 3000
+
+        def renew() -> None:
+            while not stop.wait(interval):
+                try:
+                    self.touch(key)
+                except CacheBackendError:
+                    logger.warning("could not renew the task guard lease of %s", key, exc_info=True)
+
+        thread = threading.Thread(target=renew, name="cachewire-guard-lease", daemon=True)
+        thread.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            thread.join()
 
     def _keys(self, key: str) -> list[str]:
         return [f"{self.prefix}{key}:run", f"{self.prefix}{key}:held"]

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 import threading
 from collections.abc import Awaitable, Callable, Coroutine
+from contextlib import AbstractContextManager
 from typing import Any, TypeVar
 
 from cachewire._settings import get_settings
@@ -126,7 +128,8 @@ def run_task(
         for middleware in task_obj.middlewares:
             middleware.before_execute(ctx)
         try:
-            result = call()
+            with _keep_alive(task_obj, message):
+                result = call()
         except Exception as exc:
             error = exc
         for middleware in task_obj.middlewares:
@@ -180,17 +183,8 @@ async def arun_task(
         for middleware in task_obj.middlewares:
             middleware.before_execute(ctx)
         try:
-            if message.timeout:
-                try:
-                    async with asyncio.timeout(message.timeout):
-                        result = await call()
-                except TimeoutError as exc:
-                    raise TaskTimeoutError(
-                        f"task {message.name!r} [{message.uuid}] ran longer than its timeout of "
-                        f"{message.timeout}s and was cancelled"
-                    ) from exc
-            else:
-                result = await call()
+            with _keep_alive(task_obj, message):
+                result = await _timed(call, message)
         except Exception as exc:
             error = exc
         for middleware in task_obj.middlewares:
@@ -205,3 +199,22 @@ async def arun_task(
     finally:
         if message.on_duplicate != "parallel":
             release_next(task_obj, message.duplicate_key)
+
+
+async def _timed(call: Callable[[], Awaitable[Any]], message: TaskMessage) -> Any:
+    if not message.timeout:
+        return await call()
+    try:
+        async with asyncio.timeout(message.timeout):
+            return await call()
+    except TimeoutError as exc:
+        raise TaskTimeoutError(
+            f"task {message.name!r} [{message.uuid}] ran longer than its timeout of "
+            f"{message.timeout}s and was cancelled"
+        ) from exc
+
+
+def _keep_alive(task_obj: Task[..., Any], message: TaskMessage) -> AbstractContextManager[None]:
+    if message.on_duplicate == "parallel":
+        return contextlib.nullcontext()
+    return task_obj.guard.keep_alive(message.duplicate_key)
