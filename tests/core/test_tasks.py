@@ -420,3 +420,11 @@ def test_an_unknown_guarded_message_frees_its_duplicate_key() -> None:
     assert run_task(message) is None
     assert guard.admit(message.duplicate_key, "discard", message.to_json()) == "accepted"
     assert guard.finish(message.duplicate_key) is None
+
+
+def test_public_names_exist() -> None:
+    import cachewire.tasks
+
+    assert sorted(cachewire.tasks.__all__) == sorted(set(cachewire.tasks.__all__))
+    for public in cachewire.tasks.__all__:
+        assert getattr(cachewire.tasks, public) is not None
