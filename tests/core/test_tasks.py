@@ -428,3 +428,20 @@ def test_public_names_exist() -> None:
     assert sorted(cachewire.tasks.__all__) == sorted(set(cachewire.tasks.__all__))
     for public in cachewire.tasks.__all__:
         assert getattr(cachewire.tasks, public) is not None
+
+
+class TestContractBuiltinInline(TaskDispatchContract):
+    @pytest.fixture
+    def dispatcher(self) -> Any:
+        import importlib
+
+        if not hasattr(importlib.import_module("cachewire.dispatch"), "get_dispatcher"):
+            pytest.skip("the dispatcher registry (cachewire.dispatch.get_dispatcher) is missing")
+        return "inline"
+
+    @pytest.fixture
+    def wait_idle(self) -> Any:
+        async def idle() -> None:
+            return None
+
+        return idle
