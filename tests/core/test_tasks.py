@@ -445,3 +445,15 @@ class TestContractBuiltinInline(TaskDispatchContract):
             return None
 
         return idle
+
+
+def test_unnamed_registries_work_in_process() -> None:
+    registry = TaskRegistry()
+
+    @task(name="anon", registry=registry, dispatcher=RunInline)
+    def anon() -> str:
+        return "anon"
+
+    result = anon.delay()
+    assert result.message.registry == registry.key
+    assert RunInline.results == ["anon"]

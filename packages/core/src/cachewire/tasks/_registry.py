@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import uuid
 import weakref
 from typing import TYPE_CHECKING
 
@@ -21,20 +22,23 @@ class TaskRegistry:
     """Maps task names to tasks. Workers run only names found here; nothing is imported by name.
 
     The global `default_registry` is used unless a task or `run_task` is given another one.
-    A registry with a ``name`` can be found again from a message in the same process.
+    Messages carry the registry's ``key`` (its name, or a generated one) so a runner in the same
+    process finds it again; workers in other processes need a registry of the same ``name``.
     """
 
-    def __init__(self, name: str | None = None) -> None:
+    def __init__(self, name: str | None = None, *, _default: bool = False) -> None:
         self.name = name
+        #: How messages name this registry (None for the global one).
+        self.key: str | None = None if _default else (name or f"anonymous-{uuid.uuid4().hex}")
         self._tasks: dict[str, Task[..., object]] = {}
         self._lock = threading.Lock()
-        if name is not None:
+        if self.key is not None:
             with _named_lock:
-                if name in _named:
+                if self.key in _named:
                     raise ConfigurationError(
                         f"a TaskRegistry named {name!r} already exists; pick another name"
                     )
-                _named[name] = self
+                _named[self.key] = self
 
     def register(self, task: Task[..., object]) -> None:
         """Add a task; raises `ConfigurationError` if another callable holds its name."""
@@ -75,7 +79,7 @@ class TaskRegistry:
 
 
 #: The registry `@task` uses when given none.
-default_registry = TaskRegistry()
+default_registry = TaskRegistry(_default=True)
 
 
 def get_registry(name: str | None) -> TaskRegistry:

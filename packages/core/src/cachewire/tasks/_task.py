@@ -301,14 +301,9 @@ class Task(Generic[P, R]):
             bind=bool(values["bind"]),
             on_duplicate=values["on_duplicate"],
             labels=dict(values["labels"]),
-            registry=None if self.registry is default_registry else self.registry.name,
+            registry=self.registry.key,
             dispatcher=dispatcher_spec if isinstance(dispatcher_spec, str) else None,
         )
-        if message.registry is None and self.registry is not default_registry:
-            raise ConfigurationError(
-                f"task {self.name!r} uses an unnamed TaskRegistry; give it a name so workers "
-                f"can find it: TaskRegistry('...')"
-            )
         message_json = message.to_json()
         for middleware in self.middlewares:
             middleware.before_submit(message)
