@@ -1,0 +1,182 @@
+"""`changed()` turns one data change into rule work; `collect()` batches and de-duplicates it."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import contextvars
+import json
+import logging
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+import attrs
+
+from cachewire._settings import get_settings
+from cachewire.dispatch._base import Dispatcher
+from cachewire.dispatch._policy import resolve_raise_exception
+from cachewire.dispatch._stats import dispatch_stats
+from cachewire.errors import CachewireError, DispatchError
+from cachewire.rules._payload import encode_payload, encode_value
+from cachewire.rules._rule import Rule, rules_for_model
+
+__all__ = ["ChangeBatch", "changed", "collect", "current_batch"]
+
+logger = logging.getLogger("cachewire.rules")
+
+EVENTS = ("save", "delete")
+
+
+def _old_kwargs(rule: Rule, old: Any, new_kwargs: Mapping[str, Any]) -> dict[str, Any]:
+    if isinstance(old, Mapping):
+        # A mapping of old values may name only the attributes that changed.
+        return {
+            param: (old[path] if path in old else new_kwargs[param])
+            for param, path in rule.field_mapping.items()
+        }
+    return rule.kwargs_for(old)
+
+
+@attrs.define
+class ChangeBatch:
+    """Rule work gathered until `flush` (sent once per distinct rule and arguments)."""
+
+    loop: asyncio.AbstractEventLoop | None = None
+    _work: dict[tuple[str, str], tuple[Rule, dict[str, Any]]] = attrs.field(factory=dict)
+
+    def __len__(self) -> int:
+        return len(self._work)
+
+    def add(self, rule: Rule, kwargs: dict[str, Any]) -> None:
+        """Queue one invalidation; identical ones collapse. Raises if an argument cannot travel."""
+        encoded = {
+            name: encode_value(value, where=f"rule {rule.id!r} argument {name!r}")
+            for name, value in kwargs.items()
+        }
+        self._work.setdefault((rule.id, json.dumps(encoded, sort_keys=True)), (rule, kwargs))
+
+    def discard(self) -> None:
+        """Drop the gathered work (the change was rolled back)."""
+        self._work.clear()
+
+    def flush(self) -> None:
+        """Send the gathered work: one `dispatch` per dispatcher group, or per rule if that
+        dispatcher does not batch. A failing dispatch is logged and counted, and raises only when
+        the rules' raise-exception policy says so."""
+        work, self._work = self._work, {}
+        groups: dict[tuple[Any, ...], tuple[Dispatcher, dict[str, Rule], dict[str, list[Any]]]] = {}
+        for rule, kwargs in work.values():
+            dispatcher = _dispatcher_for(rule)
+            key = dispatcher.batch_key()
+            if not dispatcher.supports_batching:
+                key = (*key, rule.id)
+            _, rules, rule_kwargs = groups.setdefault(key, (dispatcher, {}, {}))
+            rules[rule.id] = rule
+            rule_kwargs.setdefault(rule.id, []).append(kwargs)
+        errors: list[BaseException] = []
+        for dispatcher, rules, rule_kwargs in groups.values():
+            try:
+                _send(dispatcher, rules, rule_kwargs, self.loop)
+            except BaseException as exc:  # keep sending the other groups, then raise
+                errors.append(exc)
+        if errors:
+            raise errors[0]
+
+
+def _dispatcher_for(rule: Rule) -> Dispatcher:
+    from cachewire.dispatch import get_dispatcher
+
+    spec = rule.dispatcher if rule.dispatcher is not None else get_settings().default_dispatcher
+    return get_dispatcher(spec, rule.dispatcher_config)
+
+
+def _send(
+    dispatcher: Dispatcher,
+    rules: dict[str, Rule],
+    rule_kwargs: dict[str, list[Any]],
+    loop: asyncio.AbstractEventLoop | None,
+) -> None:
+    rule_ids = list(rules)
+    try:
+        encode_payload(rule_ids, rule_kwargs)  # fail here, not in a worker
+        dispatcher.dispatch(rule_ids=rule_ids, rule_kwargs=rule_kwargs, loop=loop)
+        dispatch_stats.bump("dispatched", len(rule_ids))
+    except Exception as exc:
+        dispatch_stats.bump("dispatch_errors")
+        logger.error(
+            "dispatching rules %s through %r failed: %s",
+            rule_ids,
+            dispatcher.name,
+            exc,
+            exc_info=exc,
+        )
+        if resolve_raise_exception(rules.values(), dispatcher.name):
+            if isinstance(exc, CachewireError):
+                raise
+            raise DispatchError(
+                f"dispatching rules {rule_ids} through {dispatcher.name!r} failed: {exc}"
+            ) from exc
+
+
+_current: contextvars.ContextVar[ChangeBatch | None] = contextvars.ContextVar(
+    "cachewire_change_batch", default=None
+)
+
+
+def current_batch() -> ChangeBatch | None:
+    """The batch of the innermost `collect()` block, if any."""
+    return _current.get()
+
+
+@contextlib.contextmanager
+def collect() -> Iterator[ChangeBatch]:
+    """Gather the rule work of every `changed()` inside the block and send it once at the end.
+
+    Nested blocks join the outermost one. If the block raises, the gathered work is discarded.
+    """
+    outer = _current.get()
+    if outer is not None:
+        yield outer
+        return
+    batch = ChangeBatch(loop=_running_loop())
+    token = _current.set(batch)
+    try:
+        yield batch
+    except BaseException:
+        batch.discard()
+        raise
+    finally:
+        _current.reset(token)
+    batch.flush()
+
+
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
+
+
+def changed(model: Any, obj: Any, *, old: Any = None, event: str = "save") -> int:
+    """Record that ``obj`` (of ``model``) was saved or deleted; returns the invalidations queued.
+
+    Rules are evaluated against the new object and, when ``old`` is given (an object or a mapping
+    of old attribute values), against the old values too, so moving a row between partitions
+    invalidates both. Outside `collect()` the work is sent at once.
+    """
+    if event not in EVENTS:
+        raise CachewireError(f"changed(event={event!r}) must be one of {EVENTS}")
+    batch = _current.get()
+    own = batch is None
+    if batch is None:
+        batch = ChangeBatch(loop=_running_loop())
+    before = len(batch)
+    for rule in rules_for_model(model):
+        kwargs = rule.kwargs_for(obj)
+        batch.add(rule, kwargs)
+        if old is not None:
+            batch.add(rule, _old_kwargs(rule, old, kwargs))
+    queued = len(batch) - before
+    if own:
+        batch.flush()
+    return queued

@@ -1,0 +1,54 @@
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from cachewire._settings import reset_settings
+from cachewire.dispatch import dispatch_stats
+from cachewire.errors import ConfigurationError
+from cachewire.rules import _rule
+
+
+@pytest.fixture(autouse=True)
+def _clean_write_side() -> Iterator[None]:
+    reset_settings()
+    dispatch_stats.reset()
+    yield
+    _rule.unregister_all()
+    reset_settings()
+
+
+class RecordingTarget:
+    def __init__(self, cache_id: str, parameters: tuple[str, ...], partition: tuple[str, ...] = ()):
+        self.cache_id = cache_id
+        self.parameters = parameters
+        self.partition = partition
+        self.calls: list[dict[str, Any]] = []
+        self.fail_with: Exception | None = None
+        self.event = threading.Event()
+
+    def check_invalidation_params(self, names: Any) -> None:
+        unknown = set(names) - set(self.parameters)
+        if unknown:
+            raise ConfigurationError(f"{self.cache_id} has no parameter {sorted(unknown)}")
+        missing = set(self.partition) - set(names)
+        if names and missing:
+            raise ConfigurationError(f"partition parameter {sorted(missing)} is unmapped")
+
+    def invalidate(self, **kwargs: Any) -> None:
+        if self.fail_with is not None:
+            raise self.fail_with
+        self.calls.append(kwargs)
+        self.event.set()
+
+    async def ainvalidate(self, **kwargs: Any) -> None:
+        self.invalidate(**kwargs)
+
+
+@pytest.fixture
+def recording_target() -> type[RecordingTarget]:
+    """The stand-in cached-function class (records invalidations)."""
+    return RecordingTarget
