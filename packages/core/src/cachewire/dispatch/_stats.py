@@ -18,6 +18,8 @@ class DispatchStats:
     dispatch_errors: int = 0
     invalidations: int = 0
     rule_errors: int = 0
+    #: rule errors re-raised to the runtime because the policy resolved to True
+    rule_errors_raised: int = 0
     unknown_rules: int = 0
     _lock: threading.Lock = attrs.field(factory=threading.Lock, repr=False, alias="_lock")
 

@@ -38,6 +38,7 @@ def _unknown(rule_id: str, dispatcher_name: str) -> None:
         dispatcher_name,
     )
     if resolve_raise_exception([None], dispatcher_name):
+        dispatch_stats.bump("rule_errors_raised")
         raise UnknownRuleError(f"no rule with id {rule_id!r} is registered in this process")
 
 
@@ -45,6 +46,7 @@ def _failed(rule: Any, exc: Exception, dispatcher_name: str) -> None:
     dispatch_stats.bump("rule_errors")
     logger.error("rule %r failed: %s", rule.id, exc, exc_info=exc)
     if resolve_raise_exception([rule], dispatcher_name):
+        dispatch_stats.bump("rule_errors_raised")
         raise exc
 
 

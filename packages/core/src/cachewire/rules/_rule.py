@@ -53,6 +53,10 @@ def _read_path(obj: Any, path: str) -> Any:
     return current
 
 
+def _as_dict(value: Mapping[str, Any]) -> dict[str, Any]:
+    return dict(value)
+
+
 def _check_dispatcher(_: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
     if value is None or isinstance(value, type):
         return
@@ -75,9 +79,9 @@ class Rule:
     """
 
     model: Any
-    field_mapping: Mapping[str, str] = attrs.field(factory=dict, converter=dict)
+    field_mapping: Mapping[str, str] = attrs.field(factory=dict, converter=_as_dict)
     dispatcher: Any = attrs.field(default=None, validator=_check_dispatcher)
-    dispatcher_config: Mapping[str, Any] = attrs.field(factory=dict, converter=dict)
+    dispatcher_config: Mapping[str, Any] = attrs.field(factory=dict, converter=_as_dict)
     raise_exception: bool | None = None
     name: str | None = None
     function: Any = None

@@ -6,4 +6,7 @@ subclass ``Test...`` and override the fixtures they declare.
 
 from __future__ import annotations
 
-__all__: list[str] = []
+from cachewire.testing._dispatcher_contract import DispatcherContract, RecordingFunction
+from cachewire.testing._task_contract import TaskDispatchContract
+
+__all__ = ["DispatcherContract", "RecordingFunction", "TaskDispatchContract"]

@@ -1,0 +1,116 @@
+"""The built-in dispatchers, and one registered by a third party, pass the contract."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Sequence
+from typing import Any
+
+import pytest
+
+from cachewire.dispatch import (
+    AsyncIODispatcher,
+    Dispatcher,
+    ThreadPoolDispatcher,
+    arun_rules,
+    register_dispatcher,
+)
+from cachewire.testing import DispatcherContract
+
+
+class TestInline(DispatcherContract):
+    expect_batching = True
+
+    @pytest.fixture
+    def dispatcher(self) -> Any:
+        return "inline"
+
+    @pytest.fixture
+    def wait_idle(self) -> Any:
+        async def idle() -> None:
+            return None
+
+        return idle
+
+
+class TestThreadPool(DispatcherContract):
+    expect_batching = True
+
+    @pytest.fixture
+    def dispatcher(self) -> Any:
+        return "threadpool"
+
+    @pytest.fixture
+    def wait_idle(self) -> Any:
+        async def idle() -> None:
+            await asyncio.to_thread(ThreadPoolDispatcher.flush, 20)
+
+        return idle
+
+
+class TestAsyncIO(DispatcherContract):
+    expect_batching = False
+
+    @pytest.fixture
+    def dispatcher(self) -> Any:
+        return "asyncio"
+
+    @pytest.fixture
+    def wait_idle(self) -> Any:
+        return AsyncIODispatcher.drain
+
+
+@register_dispatcher
+class QueueDispatcher(Dispatcher):
+    """A third-party style dispatcher: hands work to its own asyncio queue and worker."""
+
+    name = "test-third-party-queue"
+    supports_batching = True
+    queue: asyncio.Queue[Any] | None = None
+
+    def dispatch(self, *, rule_ids: Sequence[str], rule_kwargs: Any, **context: Any) -> None:
+        from cachewire.rules import encode_payload
+
+        assert type(self).queue is not None
+        type(self).queue.put_nowait(encode_payload(rule_ids, rule_kwargs))
+
+    def submit_task(self, message: Any) -> None:
+        assert type(self).queue is not None
+        type(self).queue.put_nowait(message.to_json())
+
+
+class TestThirdParty(DispatcherContract):
+    expect_batching = True
+
+    @pytest.fixture
+    def dispatcher(self) -> Any:
+        return QueueDispatcher
+
+    @pytest.fixture
+    async def wait_idle(self) -> Any:
+        from cachewire.tasks import TaskMessage, arun_task
+
+        queue: asyncio.Queue[Any] = asyncio.Queue()
+        QueueDispatcher.queue = queue
+
+        async def worker() -> None:
+            while True:
+                item = await queue.get()
+                try:
+                    if '"rule_ids"' in item:
+                        # A failure here is what the runtime would retry or dead-letter.
+                        with contextlib.suppress(Exception):
+                            await arun_rules(item, dispatcher_name=QueueDispatcher.name)
+                    else:
+                        await arun_task(TaskMessage.from_json(item))
+                finally:
+                    queue.task_done()
+
+        runner = asyncio.create_task(worker())
+
+        async def idle() -> None:
+            await queue.join()
+
+        yield idle
+        runner.cancel()
