@@ -24,3 +24,13 @@ def test_importing_cachewire_pulls_in_no_framework() -> None:
 def test_all_names_exist() -> None:
     for name in cachewire.__all__:
         assert hasattr(cachewire, name), name
+
+
+def test_every_public_name_of_the_packages_exists() -> None:
+    import cachewire.dispatch
+    import cachewire.rules
+    import cachewire.testing
+
+    for module in (cachewire, cachewire.dispatch, cachewire.rules, cachewire.testing):
+        for name in module.__all__:
+            assert hasattr(module, name), f"{module.__name__}.{name}"
