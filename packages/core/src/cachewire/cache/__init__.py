@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from cachewire.cache._base import MISSING, BaseCacheAdapter, SyncCacheAdapter, validate_ttl
+from cachewire.cache._memory import InMemoryCacheAdapter
 from cachewire.cache._stats import CacheStats
-
-if TYPE_CHECKING:
-    from cachewire.cache._redis import RedisCacheAdapter
 
 __all__ = [
     "MISSING",
     "BaseCacheAdapter",
     "CacheStats",
+    "InMemoryCacheAdapter",
     "RedisCacheAdapter",
     "SyncCacheAdapter",
     "validate_ttl",
@@ -24,7 +23,7 @@ def __getattr__(name: str) -> Any:
     # The Redis adapter imports redis-py; load it only when asked for so `import cachewire`
     # stays free of optional dependencies.
     if name == "RedisCacheAdapter":
-        from cachewire.cache._redis import RedisCacheAdapter
+        import importlib
 
-        return RedisCacheAdapter
+        return importlib.import_module("cachewire.cache._redis").RedisCacheAdapter
     raise AttributeError(f"module 'cachewire.cache' has no attribute {name!r}")

@@ -48,9 +48,7 @@ def validate_ttl(ttl_seconds: float | None, *, name: str = "ttl_seconds") -> flo
     if ttl_seconds is None:
         return None
     if isinstance(ttl_seconds, bool) or not isinstance(ttl_seconds, int | float):
-        raise ConfigurationError(
-            f"{name} must be a number of seconds or None, got {ttl_seconds!r}"
-        )
+        raise ConfigurationError(f"{name} must be a number of seconds or None, got {ttl_seconds!r}")
     if math.isnan(ttl_seconds) or ttl_seconds < 0:
         raise ConfigurationError(
             f"{name} must be >= 0 (0 means do not store, None means no expiry), got {ttl_seconds!r}"

@@ -6,7 +6,13 @@ subclass ``Test...`` and override the fixtures they declare.
 
 from __future__ import annotations
 
+from cachewire.testing._cache_contract import CacheAdapterContract
 from cachewire.testing._dispatcher_contract import DispatcherContract, RecordingFunction
 from cachewire.testing._task_contract import TaskDispatchContract
 
-__all__ = ["DispatcherContract", "RecordingFunction", "TaskDispatchContract"]
+__all__ = [
+    "CacheAdapterContract",
+    "DispatcherContract",
+    "RecordingFunction",
+    "TaskDispatchContract",
+]

@@ -1,0 +1,258 @@
+"""`CacheAdapterContract`: the behaviour every cache adapter promises.
+
+Subclass it in a module pytest collects (name the subclass ``Test...``) and override the ``adapter``
+fixture to return a fresh, empty adapter. Capability flags:
+
+- ``supports_stale``: the adapter serves stale values during a refresh (``stale_ttl``);
+- ``stale_adapter`` fixture: an adapter built with a short TTL and a grace period, when supported.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from typing import Any, ClassVar
+
+import pytest
+
+from cachewire.cache._base import BaseCacheAdapter
+from cachewire.errors import ConfigurationError, ReentrantCallError
+
+__all__ = ["CacheAdapterContract"]
+
+
+async def _until(predicate: Any, limit: int = 100_000) -> None:
+    """Yield to the loop until ``predicate()`` holds (bounded)."""
+    for _ in range(limit):
+        if predicate():
+            return
+        await asyncio.sleep(0)
+    raise AssertionError("condition never became true")
+
+
+@pytest.mark.timeout(30)
+class CacheAdapterContract:
+    """Conformance tests for `BaseCacheAdapter` implementations."""
+
+    supports_stale: ClassVar[bool] = True
+
+    @pytest.fixture
+    def adapter(self) -> BaseCacheAdapter:
+        raise NotImplementedError("override the `adapter` fixture")
+
+    # -------------------------------------------------------------- TTL contract
+
+    @pytest.mark.asyncio
+    @pytest.mark.parametrize("ttl", [-1, -0.5, float("nan"), "10"])
+    async def test_bad_ttls_are_refused(self, adapter: BaseCacheAdapter, ttl: Any) -> None:
+        with pytest.raises(ConfigurationError, match="ttl"):
+            await adapter.get_or_create("k", lambda: 1, ttl)
+        with pytest.raises(ConfigurationError, match="ttl"):
+            await adapter.set("k", 1, ttl)
+
+    @pytest.mark.asyncio
+    async def test_ttl_zero_computes_without_storing(self, adapter: BaseCacheAdapter) -> None:
+        calls = []
+        for _ in range(2):
+            assert await adapter.get_or_create("k", lambda: calls.append(1) or "v", 0) == "v"
+        assert len(calls) == 2
+        assert await adapter.get("k", "absent") == "absent"
+
+    @pytest.mark.asyncio
+    @pytest.mark.parametrize("ttl", [None, 30, 12.5])
+    async def test_ttl_none_and_floats_store(self, adapter: BaseCacheAdapter, ttl: Any) -> None:
+        await adapter.get_or_create("k", lambda: "v", ttl)
+        assert await adapter.get("k") == "v"
+
+    @pytest.mark.asyncio
+    async def test_cached_none_is_a_hit(self, adapter: BaseCacheAdapter) -> None:
+        calls = []
+        for _ in range(3):
+            assert await adapter.get_or_create("k", lambda: calls.append(1)) is None
+        assert len(calls) == 1
+        assert adapter.get_stats()["hits"] == 2
+        assert await adapter.get("k", "absent") is None
+
+    @pytest.mark.asyncio
+    async def test_hit_returns_what_the_miss_returned(self, adapter: BaseCacheAdapter) -> None:
+        value = {"a": [1, 2.5, "x", None, True], "b": {"c": "d"}}
+        first = await adapter.get_or_create("k", lambda: value)
+        second = await adapter.get_or_create("k", lambda: "other")
+        assert first == second == value
+
+    # ------------------------------------------------------------- single flight
+
+    @pytest.mark.asyncio
+    async def test_concurrent_callers_share_one_computation(
+        self, adapter: BaseCacheAdapter
+    ) -> None:
+        calls = 0
+        release = asyncio.Event()
+
+        async def creator() -> str:
+            nonlocal calls
+            calls += 1
+            await release.wait()
+            return "v"
+
+        callers = [asyncio.create_task(adapter.get_or_create("k", creator)) for _ in range(1000)]
+        await _until(lambda: adapter.get_stats()["coalesced"] >= 999)
+        release.set()
+        assert set(await asyncio.gather(*callers)) == {"v"}
+        assert calls == 1
+
+    @pytest.mark.asyncio
+    async def test_creator_error_reaches_every_waiter_once(self, adapter: BaseCacheAdapter) -> None:
+        calls = 0
+        release = asyncio.Event()
+
+        async def creator() -> str:
+            nonlocal calls
+            calls += 1
+            await release.wait()
+            raise ValueError("boom")
+
+        callers = [asyncio.create_task(adapter.get_or_create("k", creator)) for _ in range(100)]
+        await _until(lambda: adapter.get_stats()["coalesced"] >= 99)
+        release.set()
+        results = await asyncio.gather(*callers, return_exceptions=True)
+        assert all(isinstance(r, ValueError) for r in results)
+        assert calls == 1
+        stats = adapter.get_stats()
+        assert stats["misses"] >= 1
+        assert stats["creator_errors"] == 1
+        # The next wave retries.
+        assert await adapter.get_or_create("k", lambda: "ok") == "ok"
+
+    @pytest.mark.asyncio
+    async def test_same_key_call_inside_its_creator_fails_fast(
+        self, adapter: BaseCacheAdapter
+    ) -> None:
+        async def creator() -> Any:
+            return await adapter.get_or_create("k", lambda: "inner")
+
+        with pytest.raises(ReentrantCallError, match="'k'"):
+            await adapter.get_or_create("k", creator)
+
+    @pytest.mark.asyncio
+    async def test_cancelling_the_first_caller_does_not_cancel_the_others(
+        self, adapter: BaseCacheAdapter
+    ) -> None:
+        started = asyncio.Event()
+        release = asyncio.Event()
+
+        async def creator() -> str:
+            started.set()
+            await release.wait()
+            return "v"
+
+        first = asyncio.create_task(adapter.get_or_create("k", creator))
+        await started.wait()
+        others = [asyncio.create_task(adapter.get_or_create("k", creator)) for _ in range(5)]
+        await _until(lambda: adapter.get_stats()["coalesced"] >= 5)
+        first.cancel()
+        release.set()
+        assert await asyncio.gather(*others) == ["v"] * 5
+        with pytest.raises(asyncio.CancelledError):
+            await first
+
+    @pytest.mark.asyncio
+    @pytest.mark.parametrize("how", ["invalidate", "clear", "tag"])
+    async def test_no_write_back_after_invalidation_during_the_computation(
+        self, adapter: BaseCacheAdapter, how: str
+    ) -> None:
+        started = asyncio.Event()
+        release = asyncio.Event()
+
+        async def creator() -> str:
+            started.set()
+            await release.wait()
+            return "stale"
+
+        caller = asyncio.create_task(adapter.get_or_create("k", creator, tags=["t"]))
+        await started.wait()
+        if how == "invalidate":
+            await adapter.invalidate("k")
+        elif how == "clear":
+            await adapter.clear()
+        else:
+            await adapter.invalidate_tags(["t"])
+        release.set()
+        assert await caller == "stale"  # the caller still gets its value
+        assert await adapter.get("k", "absent", tags=["t"]) == "absent"
+
+    # ---------------------------------------------------------- invalidation
+
+    @pytest.mark.asyncio
+    async def test_invalidate_and_tags(self, adapter: BaseCacheAdapter) -> None:
+        await adapter.set("a", 1, tags=["red"])
+        await adapter.set("b", 2, tags=["blue"])
+        await adapter.set("c", 3)
+        assert await adapter.invalidate("c") is True
+        assert await adapter.invalidate("c") is False
+        await adapter.invalidate_tags(["red"])
+        assert await adapter.get("a", "absent", tags=["red"]) == "absent"
+        assert await adapter.get("b", tags=["blue"]) == 2
+        assert await adapter.get_or_create("a", lambda: 10, tags=["red"]) == 10
+        await adapter.clear()
+        assert await adapter.get("b", "absent", tags=["blue"]) == "absent"
+
+    @pytest.mark.asyncio
+    async def test_stats_are_counted_and_keys_bounded(self, adapter: BaseCacheAdapter) -> None:
+        for i in range(150):
+            await adapter.set(f"k{i}", i)
+        await adapter.get("k1")
+        await adapter.get("missing")
+        stats = adapter.get_stats()
+        for name in ("hits", "misses", "hit_rate", "size", "keys"):
+            assert name in stats
+        assert stats["hits"] >= 1
+        assert stats["misses"] >= 1
+        assert stats["keys"] is None or len(stats["keys"]) <= 100
+
+    # ------------------------------------------------------------ blocking twin
+
+    def test_blocking_twin_basics(self, adapter: BaseCacheAdapter) -> None:
+        sync = adapter.sync
+        assert sync.get_or_create("k", lambda: "v") == "v"
+        assert sync.get_or_create("k", lambda: "other") == "v"
+        assert sync.get("k") == "v"
+        sync.set("j", [1, 2])
+        assert sync.get("j") == [1, 2]
+        assert sync.invalidate("j") is True
+        assert sync.get("j", "absent") == "absent"
+        sync.clear()
+        assert sync.get("k", "absent") == "absent"
+
+    def test_blocking_twin_single_flight_across_threads(self, adapter: BaseCacheAdapter) -> None:
+        threads = 8
+        barrier = threading.Barrier(threads)
+        release = threading.Event()
+        calls = 0
+        results: list[Any] = []
+
+        def creator() -> str:
+            nonlocal calls
+            calls += 1
+            assert release.wait(20)
+            return "v"
+
+        def worker() -> None:
+            barrier.wait()
+            results.append(adapter.sync.get_or_create("k", creator))
+
+        pool = [threading.Thread(target=worker) for _ in range(threads)]
+        for thread in pool:
+            thread.start()
+        for _ in range(2_000_000):
+            if adapter.get_stats()["coalesced"] >= threads - 1:
+                break
+        release.set()
+        for thread in pool:
+            thread.join(20)
+        assert results == ["v"] * threads
+        assert calls == 1
+
+    def test_blocking_twin_reentry_fails_fast(self, adapter: BaseCacheAdapter) -> None:
+        with pytest.raises(ReentrantCallError):
+            adapter.sync.get_or_create("k", lambda: adapter.sync.get_or_create("k", lambda: 1))

@@ -1,0 +1,121 @@
+from __future__ import annotations
+
+import asyncio
+import gc
+
+import pytest
+
+from cachewire.cache import InMemoryCacheAdapter
+from cachewire.testing import CacheAdapterContract
+
+
+class TestInMemoryContract(CacheAdapterContract):
+    @pytest.fixture
+    def adapter(self) -> InMemoryCacheAdapter:
+        return InMemoryCacheAdapter()
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def test_entries_expire_on_the_given_clock() -> None:
+    clock = Clock()
+    cache = InMemoryCacheAdapter(clock=clock)
+    await cache.set("k", "v", 10)
+    clock.now = 9.9
+    assert await cache.get("k") == "v"
+    clock.now = 10.0
+    assert await cache.get("k", "absent") == "absent"
+
+
+async def test_serve_stale_while_exactly_one_refresh_runs() -> None:
+    clock = Clock()
+    cache = InMemoryCacheAdapter(default_ttl=10, stale_ttl=30, clock=clock)
+    refreshes = 0
+    release = asyncio.Event()
+
+    async def creator() -> str:
+        nonlocal refreshes
+        refreshes += 1
+        if refreshes > 1:
+            await release.wait()
+        return f"v{refreshes}"
+
+    assert await cache.get_or_create("k", creator) == "v1"
+    clock.now = 15
+    answers = [await cache.get_or_create("k", creator) for _ in range(20)]
+    assert answers == ["v1"] * 20
+    for _ in range(100):
+        await asyncio.sleep(0)  # let the background refresh start
+    assert refreshes == 2
+    assert cache.get_stats()["stale_hits"] == 20
+    release.set()
+    for _ in range(100):
+        if await cache.get("k") == "v2":
+            break
+        await asyncio.sleep(0)
+    assert await cache.get("k") == "v2"
+
+
+async def test_stale_ttl_zero_per_call_blocks_instead() -> None:
+    clock = Clock()
+    cache = InMemoryCacheAdapter(default_ttl=10, stale_ttl=30, clock=clock)
+    await cache.get_or_create("k", lambda: "old")
+    clock.now = 15
+    assert await cache.get_or_create("k", lambda: "new", stale_ttl=0) == "new"
+
+
+async def test_many_distinct_keys_leave_no_flight_state() -> None:
+    cache = InMemoryCacheAdapter()
+    for i in range(100_000):
+        await cache.get_or_create(f"k{i}", lambda i=i: i)
+    stats = cache.get_stats()
+    assert stats["in_flight"] == 0
+    assert stats["size"] == 100_000
+    await cache.clear()
+    gc.collect()
+    assert cache.get_stats()["size"] == 0
+
+
+async def test_max_entries_evicts_least_recently_used_but_never_a_flight() -> None:
+    cache = InMemoryCacheAdapter(max_entries=3)
+    for key in "abc":
+        await cache.set(key, key)
+    await cache.get("a")  # a is now the most recent
+    release = asyncio.Event()
+
+    async def slow() -> str:
+        await release.wait()
+        return "x"
+
+    flight = asyncio.create_task(cache.get_or_create("x", slow))
+    await asyncio.sleep(0)
+    await cache.set("d", "d")  # evicts b
+    assert await cache.get("b", "gone") == "gone"
+    assert cache.get_stats()["in_flight"] == 1
+    release.set()
+    assert await flight == "x"
+    assert cache.get_stats()["evictions"] >= 1
+    assert len(cache.get_stats()["keys"]) == 3
+
+
+async def test_sync_creator_and_coroutine_creator() -> None:
+    cache = InMemoryCacheAdapter()
+
+    async def make() -> int:
+        return 2
+
+    assert await cache.get_or_create("a", lambda: 1) == 1
+    assert await cache.get_or_create("b", make) == 2
+
+
+def test_bad_options_are_refused() -> None:
+    with pytest.raises(ValueError, match="max_entries"):
+        InMemoryCacheAdapter(max_entries=0)
+    with pytest.raises(ValueError, match="default_ttl"):
+        InMemoryCacheAdapter(default_ttl=-1)
