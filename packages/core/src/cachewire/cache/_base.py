@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import abc
 import math
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Final, TypeVar
 
 from cachewire.errors import ConfigurationError
@@ -20,7 +20,7 @@ __all__ = [
 T = TypeVar("T")
 
 #: A creator returns the value, or an awaitable of it (an async creator).
-Creator = Callable[[], "T | Awaitable[T]"]
+Creator = Callable[[], Any]
 
 
 class _Missing:
@@ -113,12 +113,12 @@ class BaseCacheAdapter(abc.ABC):
     async def get_or_create(
         self,
         key: str,
-        creator: Creator[T],
+        creator: Creator,
         ttl_seconds: float | _Missing | None = MISSING,
         *,
         tags: Sequence[str] = (),
         stale_ttl: float | None = None,
-    ) -> T:
+    ) -> Any:
         """Return the cached value, or compute it once for every concurrent caller and store it."""
 
     @abc.abstractmethod

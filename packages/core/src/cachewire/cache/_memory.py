@@ -210,12 +210,12 @@ class InMemoryCacheAdapter(BaseCacheAdapter):
     async def get_or_create(
         self,
         key: str,
-        creator: Creator[T],
+        creator: Creator,
         ttl_seconds: float | _Missing | None = MISSING,
         *,
         tags: Sequence[str] = (),
         stale_ttl: float | None = None,
-    ) -> T:
+    ) -> Any:
         ttl = self._ttl(ttl_seconds)
         entry = self._entries.get(key)
         if (
@@ -225,12 +225,12 @@ class InMemoryCacheAdapter(BaseCacheAdapter):
             and self._clock() < entry.soft_deadline
         ):
             self._stats.hits += 1
-            return cast(T, entry.value)
+            return entry.value
         with self._lock:
             entry, fresh = self._lookup(key, self._clock())
         if fresh:
             self._stats.hits += 1
-            return cast(T, entry.value)  # type: ignore[union-attr]
+            return entry.value  # type: ignore[union-attr]
         self._check_reentry(key)
         flight = self._flights.get(key)
         if entry is not None and (stale_ttl is None or stale_ttl > 0):
@@ -238,26 +238,26 @@ class InMemoryCacheAdapter(BaseCacheAdapter):
             self._stats.stale_hits += 1
             if flight is None:
                 self._background_refresh(key, creator, ttl, tags)
-            return cast(T, entry.value)
+            return entry.value
         if flight is not None and flight.task is not None:
             self._stats.coalesced += 1
-            return cast(T, await asyncio.shield(flight.task))
+            return await asyncio.shield(flight.task)
         if flight is not None:  # a thread is computing it
             self._stats.coalesced += 1
             await asyncio.to_thread(flight.done.wait)
             if flight.error is not None:
                 raise flight.error
-            return cast(T, flight.value)
+            return flight.value
         flight = self._start_flight(key, tags)
         flight.task = asyncio.get_running_loop().create_task(
             self._compute(key, flight, creator, ttl, tags)
         )
         # If every caller is cancelled the computation still finishes; its error is counted.
         flight.task.add_done_callback(_retrieve)
-        return cast(T, await asyncio.shield(flight.task))
+        return await asyncio.shield(flight.task)
 
     def _background_refresh(
-        self, key: str, creator: Creator[Any], ttl: float | None, tags: Sequence[str]
+        self, key: str, creator: Creator, ttl: float | None, tags: Sequence[str]
     ) -> None:
         flight = self._start_flight(key, tags)
         task = asyncio.get_running_loop().create_task(
@@ -275,7 +275,7 @@ class InMemoryCacheAdapter(BaseCacheAdapter):
         self,
         key: str,
         flight: _Flight,
-        creator: Creator[Any],
+        creator: Creator,
         ttl: float | None,
         tags: Sequence[str],
     ) -> Any:

@@ -52,9 +52,14 @@ class CacheAdapterContract:
 
     @pytest.mark.asyncio
     async def test_ttl_zero_computes_without_storing(self, adapter: BaseCacheAdapter) -> None:
-        calls = []
+        calls: list[int] = []
+
+        def creator() -> str:
+            calls.append(1)
+            return "v"
+
         for _ in range(2):
-            assert await adapter.get_or_create("k", lambda: calls.append(1) or "v", 0) == "v"
+            assert await adapter.get_or_create("k", creator, 0) == "v"
         assert len(calls) == 2
         assert await adapter.get("k", "absent") == "absent"
 
@@ -66,9 +71,13 @@ class CacheAdapterContract:
 
     @pytest.mark.asyncio
     async def test_cached_none_is_a_hit(self, adapter: BaseCacheAdapter) -> None:
-        calls = []
+        calls: list[int] = []
+
+        def creator() -> None:
+            calls.append(1)
+
         for _ in range(3):
-            assert await adapter.get_or_create("k", lambda: calls.append(1)) is None
+            assert await adapter.get_or_create("k", creator) is None
         assert len(calls) == 1
         assert adapter.get_stats()["hits"] == 2
         assert await adapter.get("k", "absent") is None
