@@ -4,7 +4,15 @@ from __future__ import annotations
 
 from cachewire import errors
 from cachewire._settings import Settings, configure, get_settings
-from cachewire.cache import MISSING, BaseCacheAdapter, CacheStats, SyncCacheAdapter
+from cachewire.cache import (
+    MISSING,
+    BaseCacheAdapter,
+    CachedFunction,
+    CacheStats,
+    InMemoryCacheAdapter,
+    SyncCacheAdapter,
+    cached,
+)
 from cachewire.dispatch import (
     Dispatcher,
     arun_rules,
@@ -34,7 +42,9 @@ __all__ = [
     "BaseCacheAdapter",
     "CacheMiddleware",
     "CacheStats",
+    "CachedFunction",
     "Dispatcher",
+    "InMemoryCacheAdapter",
     "InvalidationRule",
     "Middleware",
     "Rule",
@@ -48,6 +58,7 @@ __all__ = [
     "__version__",
     "arun_rules",
     "arun_task",
+    "cached",
     "changed",
     "collect",
     "configure",

@@ -5,6 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from cachewire.cache._base import MISSING, BaseCacheAdapter, SyncCacheAdapter, validate_ttl
+from cachewire.cache._cached import CachedFunction, cached, get_cached_function
+from cachewire.cache._keys import encode_key
 from cachewire.cache._memory import InMemoryCacheAdapter
 from cachewire.cache._stats import CacheStats
 
@@ -12,9 +14,13 @@ __all__ = [
     "MISSING",
     "BaseCacheAdapter",
     "CacheStats",
+    "CachedFunction",
     "InMemoryCacheAdapter",
     "RedisCacheAdapter",
     "SyncCacheAdapter",
+    "cached",
+    "encode_key",
+    "get_cached_function",
     "validate_ttl",
 ]
 

@@ -124,9 +124,9 @@ class Rule:
         """The cached function, looked up by id when the rule named it by string."""
         if self.target is not None:
             return self.target
-        from cachewire.cache import _cached
+        from cachewire.cache import get_cached_function
 
-        found: CachedTarget = _cached.get_cached_function(str(self.function))
+        found: CachedTarget = get_cached_function(str(self.function))
         self.target = found
         return found
 
