@@ -1,0 +1,184 @@
+from __future__ import annotations
+
+import asyncio
+import multiprocessing
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+import redis
+
+from cachewire.cache import RedisCacheAdapter
+from cachewire.errors import CacheBackendError, SerializationError
+from cachewire.testing import CacheAdapterContract
+
+pytestmark = pytest.mark.redis
+
+
+class TestRedisContract(CacheAdapterContract):
+    @pytest.fixture
+    async def adapter(self, redis_db_url: str) -> AsyncIterator[RedisCacheAdapter]:
+        cache = RedisCacheAdapter(redis_db_url, namespace="contract")
+        yield cache
+        await cache.aclose()
+
+
+@pytest.fixture
+async def cache(redis_db_url: str) -> AsyncIterator[RedisCacheAdapter]:
+    adapter = RedisCacheAdapter(redis_db_url, namespace="t")
+    yield adapter
+    await adapter.aclose()
+
+
+def _count_round_trips(cache: RedisCacheAdapter) -> list[str]:
+    """Record every command the adapter's client sends (a script call is one round trip)."""
+    sent: list[str] = []
+    original = cache._client.execute_command
+
+    async def counting(*args: Any, **kwargs: Any) -> Any:
+        sent.append(str(args[0]))
+        return await original(*args, **kwargs)
+
+    cache._client.execute_command = counting  # type: ignore[method-assign]
+    return sent
+
+
+async def test_a_hit_is_one_round_trip_and_a_miss_two(cache: RedisCacheAdapter) -> None:
+    await cache.get_or_create("k", lambda: {"a": 1})  # loads the scripts
+    sent = _count_round_trips(cache)
+    assert await cache.get_or_create("k", lambda: {"a": 2}) == {"a": 1}
+    assert sent == ["EVALSHA"]
+    sent.clear()
+    await cache.get_or_create("other", lambda: 1)
+    assert sent == ["EVALSHA", "EVALSHA"]
+
+
+async def test_user_keys_cannot_reach_lock_or_tag_namespaces(
+    cache: RedisCacheAdapter, redis_db_url: str
+) -> None:
+    await cache.set("x", "value")
+    await cache.set("l:x", "lock-like")
+    await cache.set(":t:x", "tag-like")
+    assert await cache.get("x") == "value"
+    client = redis.Redis.from_url(redis_db_url)
+    names = sorted(n.decode() for n in client.keys("t:*"))
+    client.close()
+    assert all(name.startswith("t:v:") for name in names)
+
+
+async def test_strict_json_refuses_values_that_would_change(
+    cache: RedisCacheAdapter, redis_db_url: str
+) -> None:
+    client = redis.Redis.from_url(redis_db_url)
+    for value in [(1, 2), {1: "a"}, {"when": object()}]:
+        with pytest.raises(SerializationError):
+            await cache.get_or_create("k", lambda value=value: value)
+        assert not client.exists("t:l:k")  # the lease is released, nobody waits for it
+    client.close()
+    assert await cache.get("k", "absent") == "absent"
+
+
+async def test_lease_deleted_mid_flight_means_no_write_back_and_no_error(
+    cache: RedisCacheAdapter, redis_db_url: str
+) -> None:
+    started, release = asyncio.Event(), asyncio.Event()
+
+    async def creator() -> str:
+        started.set()
+        await release.wait()
+        return "late"
+
+    caller = asyncio.create_task(cache.get_or_create("k", creator))
+    await started.wait()
+    client = redis.Redis.from_url(redis_db_url)
+    client.delete("t:l:k")  # the lease expired or someone took it over
+    client.close()
+    release.set()
+    assert await caller == "late"
+    assert await cache.get("k", "absent") == "absent"
+    assert cache.get_stats()["writes_rejected"] == 1
+
+
+async def test_slow_creator_keeps_its_lease_with_the_heartbeat(redis_db_url: str) -> None:
+    cache = RedisCacheAdapter(redis_db_url, namespace="hb", lock_timeout=0.15)
+    other = RedisCacheAdapter(redis_db_url, namespace="hb", lock_timeout=0.15)
+    calls = 0
+    release = asyncio.Event()
+
+    async def creator() -> str:
+        nonlocal calls
+        calls += 1
+        await release.wait()
+        return "v"
+
+    first = asyncio.create_task(cache.get_or_create("k", creator))
+    while calls == 0:
+        await asyncio.sleep(0.01)
+    second = asyncio.create_task(other.get_or_create("k", creator))
+    # Longer than the lease several times over: the heartbeat keeps it.
+    for _ in range(60):
+        await asyncio.sleep(0.01)
+    release.set()
+    assert await asyncio.gather(first, second) == ["v", "v"]
+    assert calls == 1
+    await cache.aclose()
+    await other.aclose()
+
+
+def _contender(url: str, start: Any, count: int) -> list[str]:
+    async def main() -> list[str]:
+        cache = RedisCacheAdapter(url, namespace="xproc")
+
+        async def creator() -> str:
+            client = redis.Redis.from_url(url)
+            client.incr("xproc-calls")
+            client.close()
+            await asyncio.sleep(0.3)
+            return "computed"
+
+        start.wait()
+        try:
+            return list(
+                await asyncio.gather(*(cache.get_or_create("hot", creator) for _ in range(count)))
+            )
+        finally:
+            await cache.aclose()
+
+    return asyncio.run(main())
+
+
+@pytest.mark.timeout(60)
+def test_four_processes_one_computation(redis_db_url: str) -> None:
+    ctx = multiprocessing.get_context("spawn")
+    manager = ctx.Manager()
+    start = manager.Event()
+    with ctx.Pool(4) as pool:
+        results = [pool.apply_async(_contender, (redis_db_url, start, 50)) for _ in range(4)]
+        start.set()
+        values = [r.get(50) for r in results]
+    manager.shutdown()
+    assert all(v == ["computed"] * 50 for v in values)
+    client = redis.Redis.from_url(redis_db_url)
+    assert int(client.get("xproc-calls") or 0) == 1
+    client.close()
+
+
+async def test_fail_open_computes_and_counts_when_redis_is_down(private_redis: Any) -> None:
+    cache = RedisCacheAdapter(private_redis.url, namespace="down")
+    assert await cache.get_or_create("k", lambda: 1) == 1
+    private_redis.stop()
+    assert await cache.get_or_create("k2", lambda: 2) == 2
+    assert cache.get_stats()["backend_errors"] >= 1
+    closed = RedisCacheAdapter(private_redis.url, namespace="down", fail_open=False)
+    with pytest.raises(CacheBackendError):
+        await closed.get_or_create("k3", lambda: 3)
+
+
+def test_blocking_twin_across_adapters_shares_entries(redis_db_url: str) -> None:
+    a = RedisCacheAdapter(redis_db_url, namespace="s")
+    b = RedisCacheAdapter(redis_db_url, namespace="s")
+    assert a.sync.get_or_create("k", lambda: [1, 2]) == [1, 2]
+    assert b.sync.get_or_create("k", lambda: "other") == [1, 2]
+    b.sync.invalidate_tags(["none"])
+    a.sync.invalidate("k")
+    assert b.sync.get("k", "absent") == "absent"
