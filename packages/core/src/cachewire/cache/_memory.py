@@ -25,7 +25,7 @@ from cachewire.cache._base import (
     validate_ttl,
 )
 from cachewire.cache._stats import CacheStats
-from cachewire.errors import ReentrantCallError
+from cachewire.errors import ConfigurationError, ReentrantCallError
 
 __all__ = ["InMemoryCacheAdapter"]
 
@@ -92,9 +92,9 @@ class InMemoryCacheAdapter(BaseCacheAdapter):
         self.default_ttl = validate_ttl(default_ttl, name="default_ttl")
         self.stale_ttl = validate_ttl(stale_ttl, name="stale_ttl") or 0.0
         if max_entries is not None and max_entries < 1:
-            raise ValueError(f"max_entries must be >= 1 or None, got {max_entries!r}")
+            raise ConfigurationError(f"max_entries must be >= 1 or None, got {max_entries!r}")
         if not 0.0 <= jitter < 1.0:
-            raise ValueError(f"jitter must be in [0, 1), got {jitter!r}")
+            raise ConfigurationError(f"jitter must be in [0, 1), got {jitter!r}")
         self.max_entries = max_entries
         self.early_refresh_beta = early_refresh_beta
         self.jitter = jitter
