@@ -182,3 +182,16 @@ def test_blocking_twin_across_adapters_shares_entries(redis_db_url: str) -> None
     b.sync.invalidate_tags(["none"])
     a.sync.invalidate("k")
     assert b.sync.get("k", "absent") == "absent"
+
+
+async def test_redis_going_down_while_the_creator_runs_does_not_reach_the_caller(
+    private_redis: Any,
+) -> None:
+    cache = RedisCacheAdapter(private_redis.url, namespace="mid")
+
+    def creator() -> str:
+        private_redis.stop()  # the lease can be neither published nor released now
+        return "computed"
+
+    assert await cache.get_or_create("k", creator, 0) == "computed"
+    assert cache.get_stats()["backend_errors"] >= 1

@@ -283,19 +283,16 @@ class RedisCacheAdapter(BaseCacheAdapter):
             value = await self._run_creator(key, creator)
         except BaseException:
             heartbeat.cancel()
-            try:
-                await self._script(_RELEASE, [keys[1]], [token])
-            except _BACKEND_ERRORS:
-                self._stats.backend_errors += 1
+            await self._release(keys[1], token)
             raise
         heartbeat.cancel()
         try:
             data = self._encode(value)
         except BaseException:
-            await self._script(_RELEASE, [keys[1]], [token])
+            await self._release(keys[1], token)
             raise
         if ttl == 0:
-            await self._script(_RELEASE, [keys[1]], [token])
+            await self._release(keys[1], token)
             return value
         try:
             written = await self._script(
@@ -317,6 +314,13 @@ class RedisCacheAdapter(BaseCacheAdapter):
         if not written:
             self._stats.writes_rejected += 1
         return value
+
+    async def _release(self, lock_key: str, token: str) -> None:
+        # A lease that cannot be released expires by itself; the caller's outcome stands.
+        try:
+            await self._script(_RELEASE, [lock_key], [token])
+        except _BACKEND_ERRORS:
+            self._stats.backend_errors += 1
 
     async def _heartbeat(self, lock_key: str, token: str, lock_ms: int) -> None:
         while True:
@@ -504,16 +508,16 @@ class _SyncRedis(SyncCacheAdapter):
             value = self._run(key, creator)
         except BaseException:
             stop.set()
-            self._script(_RELEASE, [keys[1]], [token])
+            self._release(keys[1], token)
             raise
         stop.set()
         try:
             data = cache._encode(value)
         except BaseException:
-            self._script(_RELEASE, [keys[1]], [token])
+            self._release(keys[1], token)
             raise
         if ttl == 0:
-            self._script(_RELEASE, [keys[1]], [token])
+            self._release(keys[1], token)
             return value
         try:
             written = self._script(
@@ -535,6 +539,12 @@ class _SyncRedis(SyncCacheAdapter):
         if not written:
             cache._stats.writes_rejected += 1
         return value
+
+    def _release(self, lock_key: str, token: str) -> None:
+        try:
+            self._script(_RELEASE, [lock_key], [token])
+        except _BACKEND_ERRORS:
+            self._cache._stats.backend_errors += 1
 
     def _heartbeat(self, lock_key: str, token: str, lock_ms: int, stop: threading.Event) -> None:
         while not stop.wait(lock_ms / 3000):
