@@ -182,3 +182,60 @@ def test_a_rule_mapping_a_missing_parameter_fails_at_decoration() -> None:
         )
         def f(author_id: int) -> int:
             return author_id
+
+
+@pytest.mark.redis
+def test_partition_invalidation_on_redis_is_one_command_whatever_the_partition_size(
+    redis_db_url: str,
+) -> None:
+    import redis
+
+    from cachewire.cache import RedisCacheAdapter
+
+    cache = RedisCacheAdapter(redis_db_url, namespace="cached")
+    calls: list[tuple[int, int]] = []
+
+    @cached(cache=cache, partition=("user_id",), name="t.redis_orders")
+    def orders(user_id: int, page: int) -> list[int]:
+        calls.append((user_id, page))
+        return [user_id, page]
+
+    for page in range(1000):
+        orders(1, page)
+    orders(2, 0)
+    sent: list[str] = []
+    client = cache._sync_client
+    assert client is not None
+    original = client.execute_command
+
+    def counting(*args: Any, **kwargs: Any) -> Any:
+        sent.append(str(args[0]))
+        return original(*args, **kwargs)
+
+    client.execute_command = counting  # type: ignore[method-assign]
+    original_pipeline = client.pipeline
+
+    def counting_pipeline(*args: Any, **kwargs: Any) -> Any:
+        pipe = original_pipeline(*args, **kwargs)
+        original_execute = pipe.execute
+
+        def execute(*a: Any, **k: Any) -> Any:
+            sent.extend(str(cmd[0][0]) for cmd in pipe.command_stack)
+            return original_execute(*a, **k)
+
+        pipe.execute = execute
+        return pipe
+
+    client.pipeline = counting_pipeline  # type: ignore[method-assign]
+    orders.invalidate(user_id=1)
+    assert sent == ["INCRBY"]  # one version bump; no SCAN, KEYS or DEL over the 1000 entries
+    client.execute_command = original  # type: ignore[method-assign]
+    client.pipeline = original_pipeline  # type: ignore[method-assign]
+    calls.clear()
+    orders(1, 5)
+    orders(2, 0)
+    assert calls == [(1, 5)]
+    server = redis.Redis.from_url(redis_db_url)
+    assert server.dbsize() >= 1001  # the stale entries were left to expire, not scanned
+    server.close()
+    asyncio.run(cache.aclose())
