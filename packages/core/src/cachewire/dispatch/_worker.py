@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import inspect
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from cachewire.dispatch._policy import resolve_raise_exception
@@ -50,14 +49,10 @@ def _failed(rule: Any, exc: Exception, dispatcher_name: str) -> None:
         raise exc
 
 
-def run_rules(
-    rule_ids: Sequence[str] | str | bytes,
-    rule_kwargs: RuleKwargsIn | None = None,
-    *,
-    dispatcher_name: str = "inline",
-    **context: Any,
-) -> None:
-    """Invalidate what the rules map to. ``rule_ids`` may also be an encoded payload."""
+def _invalidations(
+    rule_ids: Sequence[str] | str | bytes, rule_kwargs: RuleKwargsIn | None, dispatcher_name: str
+) -> Iterator[tuple[Any, Mapping[str, Any]]]:
+    """Each (rule, arguments) to invalidate; unknown rule ids are reported on the way."""
     from cachewire.rules import get_rule
 
     ids, kwargs_by_rule = _normalise(rule_ids, rule_kwargs)
@@ -67,13 +62,23 @@ def run_rules(
             _unknown(rule_id, dispatcher_name)
             continue
         for kwargs in kwargs_by_rule.get(rule_id, ()):
-            try:
-                outcome = rule.resolve_target().invalidate(**kwargs)
-                if inspect.isawaitable(outcome):  # pragma: no cover - defensive
-                    raise TypeError("invalidate() of a cached function must be synchronous")
-                dispatch_stats.bump("invalidations")
-            except Exception as exc:
-                _failed(rule, exc, dispatcher_name)
+            yield rule, kwargs
+
+
+def run_rules(
+    rule_ids: Sequence[str] | str | bytes,
+    rule_kwargs: RuleKwargsIn | None = None,
+    *,
+    dispatcher_name: str = "inline",
+    **context: Any,
+) -> None:
+    """Invalidate what the rules map to. ``rule_ids`` may also be an encoded payload."""
+    for rule, kwargs in _invalidations(rule_ids, rule_kwargs, dispatcher_name):
+        try:
+            rule.resolve_target().invalidate(**kwargs)
+            dispatch_stats.bump("invalidations")
+        except Exception as exc:
+            _failed(rule, exc, dispatcher_name)
 
 
 async def arun_rules(
@@ -84,17 +89,9 @@ async def arun_rules(
     **context: Any,
 ) -> None:
     """Async twin of `run_rules`, using the cached functions' ``ainvalidate``."""
-    from cachewire.rules import get_rule
-
-    ids, kwargs_by_rule = _normalise(rule_ids, rule_kwargs)
-    for rule_id in ids:
-        rule = get_rule(rule_id)
-        if rule is None:
-            _unknown(rule_id, dispatcher_name)
-            continue
-        for kwargs in kwargs_by_rule.get(rule_id, ()):
-            try:
-                await rule.resolve_target().ainvalidate(**kwargs)
-                dispatch_stats.bump("invalidations")
-            except Exception as exc:
-                _failed(rule, exc, dispatcher_name)
+    for rule, kwargs in _invalidations(rule_ids, rule_kwargs, dispatcher_name):
+        try:
+            await rule.resolve_target().ainvalidate(**kwargs)
+            dispatch_stats.bump("invalidations")
+        except Exception as exc:
+            _failed(rule, exc, dispatcher_name)
