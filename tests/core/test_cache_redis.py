@@ -43,14 +43,26 @@ def _count_round_trips(cache: RedisCacheAdapter) -> list[str]:
     return sent
 
 
-async def test_a_hit_is_one_round_trip_and_a_miss_two(cache: RedisCacheAdapter) -> None:
+async def test_a_hit_is_one_round_trip_and_a_miss_two_around_the_creator(
+    cache: RedisCacheAdapter,
+) -> None:
     await cache.get_or_create("k", lambda: {"a": 1})  # loads the scripts
+    await cache.get_or_create("tagged", lambda: 1, tags=["t1", "t2"])
     sent = _count_round_trips(cache)
     assert await cache.get_or_create("k", lambda: {"a": 2}) == {"a": 1}
-    assert sent == ["EVALSHA"]
+    assert sent == ["GET"]
     sent.clear()
-    await cache.get_or_create("other", lambda: 1)
-    assert sent == ["EVALSHA", "EVALSHA"]
+    assert await cache.get_or_create("tagged", lambda: 2, tags=["t1", "t2"]) == 1
+    assert sent == ["MGET"]  # the value and its tag versions together
+    sent.clear()
+
+    def creator() -> int:
+        sent.append("creator")
+        return 1
+
+    await cache.get_or_create("other", creator)
+    # The read that missed, then one script that takes the lease and one that publishes.
+    assert sent == ["GET", "EVALSHA", "creator", "EVALSHA"]
 
 
 async def test_user_keys_cannot_reach_lock_or_tag_namespaces(

@@ -4,16 +4,21 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-import functools
+import hashlib
 import inspect
 import itertools
+import logging
+import math
+import os
 import random
+import re
 import secrets
 import threading
 import time
-from collections.abc import Callable, Sequence
-from typing import Any, TypeVar
+from collections.abc import Callable, Coroutine, Sequence
+from typing import Any, TypeVar, cast
 
+import attrs
 import redis
 import redis.asyncio as aioredis
 from redis import exceptions as redis_errors
@@ -34,45 +39,67 @@ from cachewire.errors import CacheBackendError, ConfigurationError, ReentrantCal
 __all__ = ["RedisCacheAdapter"]
 
 T = TypeVar("T")
+logger = logging.getLogger("cachewire.cache")
 
 _BACKEND_ERRORS = (redis_errors.ConnectionError, redis_errors.TimeoutError)
 _computing: contextvars.ContextVar[frozenset[tuple[int, str]]] = contextvars.ContextVar(
     "cachewire_redis_computing", default=frozenset()
 )
+_CODEC_ID = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 
-# Stored value: "<soft expiry, server ms; 0 = none>\n<codec>\n<tag versions csv>\n<payload>".
-# KEYS: value, lock, epoch, tag keys...  ARGV: token, lock_ms, lease (0/1)
+# A stored record is "<soft expiry, server ms; 0 = none>\n<creator ms>\n<codec>\n<tag versions>\n
+# <payload>"; Redis drops it stale_ttl after the soft expiry.
+#
+# _READ, KEYS: value, tag keys... (the lease and the epoch are found from the namespace)
+#   ARGV[1]: lease token ('' = read only), ARGV[2]: '1' = ignore the stored value,
+#   ARGV[3]: early refresh draw (XFetch: the record counts as due when now + creator ms * draw
+#   reaches its soft expiry; absent = off).
+# Reply: a fresh, current record as it is stored (it starts with a digit), else
+#   "<state><won>\n<epoch>\n<tag versions>\n<record or nothing>", state m (miss), s (stale:
+#   past its soft expiry), e (due for an early refresh), won 1 when this call took the lease.
 _READ = """
-local raw = redis.call('GET', KEYS[1])
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local versions = {}
-for i = 4, #KEYS do versions[#versions + 1] = redis.call('GET', KEYS[i]) or '0' end
-local current = table.concat(versions, ',')
-local epoch = redis.call('GET', KEYS[3]) or '0'
-local state, payload, codec = 'miss', false, false
+local raw = ARGV[2] ~= '1' and redis.call('GET', KEYS[1])
+local versions = ''
+if #KEYS > 1 then
+  local v = {}
+  for i = 2, #KEYS do v[#v + 1] = redis.call('GET', KEYS[i]) or '0' end
+  versions = table.concat(v, ',')
+end
+local state = 'm'
 if raw then
   local a = string.find(raw, '\\n', 1, true)
-  local b = string.find(raw, '\\n', a + 1, true)
-  local c = string.find(raw, '\\n', b + 1, true)
-  local soft = tonumber(string.sub(raw, 1, a - 1))
-  codec = string.sub(raw, a + 1, b - 1)
-  if string.sub(raw, b + 1, c - 1) == current then
-    payload = string.sub(raw, c + 1)
-    if soft == 0 or soft > now then
-      return {'hit', payload, 0, epoch, current, codec}
+  local b = a and string.find(raw, '\\n', a + 1, true)
+  local c = b and string.find(raw, '\\n', b + 1, true)
+  local d = c and string.find(raw, '\\n', c + 1, true)
+  if d and string.sub(raw, b + 1, c - 1) == '@CODEC@'
+      and string.sub(raw, c + 1, d - 1) == versions then
+    local soft = tonumber(string.sub(raw, 1, a - 1))
+    if soft == 0 then return raw end
+    local t = redis.call('TIME')
+    local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+    if soft > now then
+      local due = ARGV[3] and now + tonumber(string.sub(raw, a + 1, b - 1)) * tonumber(ARGV[3])
+      if not due or due < soft then return raw end
+      state = 'e'
+    else
+      state = 's'
     end
-    state = 'stale'
+  else
+    raw = false
   end
 end
-local won = 0
-if ARGV[3] == '1' and redis.call('SET', KEYS[2], ARGV[1], 'NX', 'PX', ARGV[2]) then won = 1 end
-return {state, payload, won, epoch, current, codec}
+local won = '0'
+if ARGV[1] ~= '' then
+  local lock = '@NS@:l:' .. string.sub(KEYS[1], @TAIL@)
+  if redis.call('SET', lock, ARGV[1], 'NX', 'PX', @LOCK_MS@) then won = '1' end
+end
+local epoch = redis.call('GET', '@NS@:epoch') or '0'
+return state .. won .. '\\n' .. epoch .. '\\n' .. versions .. '\\n' .. (raw or '')
 """
 
 # KEYS: value, lock, epoch, tag keys...
-# ARGV: token ('' = no lease check), epoch at start ('' = no check), versions csv ('' = read now),
-#       codec, payload, ttl_ms (-1 = none), stale_ms
+# ARGV: token ('' = no lease check), epoch at start ('' = no check), versions ('' = read now),
+#       codec, payload, ttl_ms (-1 = none), stale_ms, creator ms
 _WRITE = """
 if ARGV[1] ~= '' and redis.call('GET', KEYS[2]) ~= ARGV[1] then return 0 end
 if ARGV[2] ~= '' and (redis.call('GET', KEYS[3]) or '0') ~= ARGV[2] then
@@ -87,10 +114,11 @@ if #KEYS > 3 and versions == '' then
 end
 local ttl = tonumber(ARGV[6])
 local soft = 0
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-if ttl >= 0 then soft = now + ttl end
-local raw = soft .. '\\n' .. ARGV[4] .. '\\n' .. versions .. '\\n' .. ARGV[5]
+if ttl >= 0 then
+  local t = redis.call('TIME')
+  soft = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) + ttl
+end
+local raw = soft .. '\\n' .. ARGV[8] .. '\\n' .. ARGV[4] .. '\\n' .. versions .. '\\n' .. ARGV[5]
 if ttl >= 0 then
   redis.call('SET', KEYS[1], raw, 'PX', ttl + tonumber(ARGV[7]))
 else
@@ -110,14 +138,74 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) 
 return 0
 """
 
+# KEYS: value, lock. Deleting the lease too fences a computation in flight.
+_INVALIDATE = """
+local removed = redis.call('DEL', KEYS[1])
+redis.call('DEL', KEYS[2])
+return removed
+"""
+
+
+@attrs.frozen
+class _Read:
+    """A read that was not a plain hit."""
+
+    state: str  # "m" miss, "s" stale, "e" due for an early refresh
+    won: bool
+    epoch: bytes
+    versions: bytes
+    record: bytes
+
+
+def _sha(source: str) -> str:
+    return hashlib.sha1(source.encode(), usedforsecurity=False).hexdigest()
+
+
+_WRITE_SHA, _EXTEND_SHA, _RELEASE_SHA, _INVALIDATE_SHA = map(
+    _sha, (_WRITE, _EXTEND, _RELEASE, _INVALIDATE)
+)
+
+
+def _parse(reply: bytes) -> _Read | bytes:
+    """A fresh record, or what the read found otherwise."""
+    if 48 <= reply[0] <= 57:
+        return reply
+    head, epoch, versions, record = reply.split(b"\n", 3)
+    return _Read(chr(head[0]), head[1] == 49, epoch, versions, record)
+
+
+def _versions(found: list[bytes | None]) -> bytes:
+    return b",".join(version or b"0" for version in found)
+
+
+def _payload(record: bytes) -> bytes:
+    return record.split(b"\n", 4)[4]
+
+
+@attrs.define(slots=True)
+class _Call:
+    """One get_or_create that found no fresh value."""
+
+    key: str
+    creator: Creator
+    keys: list[str]
+    ttl: float | None
+    ttl_ms: int
+    stale_ttl: float | None
+
 
 class RedisCacheAdapter(BaseCacheAdapter):
     """A Redis cache with one computation per key across every process.
 
     Values, locks and tag versions live in separate namespaces under ``namespace`` that no user key
-    can reach. A hit is one round trip (one script); a miss takes a lease, computes, and publishes
-    only while it still owns the lease and nothing invalidated the key meanwhile. Waiters back off
-    (5 ms doubling to 100 ms) for as long as the lease lives, then take over.
+    can reach. A hit is one round trip (one script); a miss takes the lease in that same round trip,
+    computes, and publishes with a second one, only while it still owns the lease and nothing
+    invalidated the key meanwhile. Callers in one process share one computation or one wait;
+    waiters back off (5 ms doubling to 100 ms) for as long as the lease lives, then take over.
+
+    ``stale_ttl`` keeps a value that long past its TTL: one caller refreshes it in the background
+    while the others are answered with it. ``early_refresh_beta`` turns on probabilistic early
+    refresh (XFetch); ``jitter`` removes up to that fraction of each TTL at random.
 
     ``fail_open`` (default): when Redis cannot be reached, callers compute and the error is
     counted in ``backend_errors``; with ``fail_open=False`` they get `CacheBackendError`.
@@ -134,30 +222,65 @@ class RedisCacheAdapter(BaseCacheAdapter):
         namespace: str = "cachewire",
         codec: Codec | None = None,
         stale_ttl: float | None = None,
+        early_refresh_beta: float | None = None,
+        jitter: float = 0.0,
         fail_open: bool = True,
     ) -> None:
         if redis_url is None and client is None:
             raise ConfigurationError("RedisCacheAdapter needs redis_url= or client=")
-        if lock_timeout <= 0:
+        if not lock_timeout > 0:
             raise ConfigurationError(f"lock_timeout must be > 0 seconds, got {lock_timeout!r}")
+        if early_refresh_beta is not None and not early_refresh_beta > 0:
+            raise ConfigurationError(
+                f"early_refresh_beta must be > 0 (1.0 is the usual choice) or None, "
+                f"got {early_refresh_beta!r}"
+            )
+        if not 0.0 <= jitter < 1.0:
+            raise ConfigurationError(f"jitter must be in [0, 1), got {jitter!r}")
+        self.codec: Codec = codec or JsonCodec()
+        if not _CODEC_ID.fullmatch(self.codec.codec_id):
+            raise ConfigurationError(
+                f"codec_id {self.codec.codec_id!r} of {type(self.codec).__name__} must be 1 to 64 "
+                "characters of A-Z, a-z, 0-9, '_', '.', '-'"
+            )
+        for given in (client, sync_client):
+            if given is not None and given.get_connection_kwargs().get("decode_responses"):
+                raise ConfigurationError(
+                    "RedisCacheAdapter needs a client that returns bytes: "
+                    "create it with decode_responses=False"
+                )
         self.redis_url = redis_url
         self.default_ttl = validate_ttl(default_ttl, name="default_ttl")
         self.stale_ttl = validate_ttl(stale_ttl, name="stale_ttl") or 0.0
         self.lock_timeout = float(lock_timeout)
+        self.early_refresh_beta = early_refresh_beta
+        self.jitter = jitter
         self.fail_open = fail_open
-        self.codec: Codec = codec or JsonCodec()
         self._ns = escape(namespace)
         self._client = client or aioredis.Redis.from_url(redis_url)  # type: ignore[arg-type]
         self._sync_client = sync_client or (
             redis.Redis.from_url(redis_url) if redis_url is not None else None
         )
+        self._lock_ms = max(1, round(self.lock_timeout * 1000))
+        self._stale_ms = round(self.stale_ttl * 1000)
+        # Escaped names are plain ASCII without quotes, so they can be written into the script.
+        self._read_source = (
+            _READ.replace("@CODEC@", self.codec.codec_id)
+            .replace("@LOCK_MS@", str(self._lock_ms))
+            .replace("@NS@", self._ns)
+            .replace("@TAIL@", str(len(self._ns) + 4))
+        )
+        self._read_sha = _sha(self._read_source)
+        self._codec_id = self.codec.codec_id.encode()
+        self._clock_checks = self._stale_ms > 0 or early_refresh_beta is not None
         self._stats = CacheStats()
         self._local: dict[str, asyncio.Future[Any]] = {}
+        self._background: set[asyncio.Task[Any]] = set()
+        self._token_base = secrets.token_hex(6)
         self._tokens = itertools.count()
-        self._scripts: dict[str, Any] = {}
         self._sync = _SyncRedis(self)
 
-    # ------------------------------------------------------------------ keys
+    # ---------------------------------------------------------- shared helpers
 
     def _value_key(self, key: str) -> str:
         return f"{self._ns}:v:{escape(key)}"
@@ -169,19 +292,41 @@ class RedisCacheAdapter(BaseCacheAdapter):
         return f"{self._ns}:t:{escape(tag)}"
 
     def _keys(self, key: str, tags: Sequence[str]) -> list[str]:
-        return [
-            self._value_key(key),
-            self._lock_key(key),
-            f"{self._ns}:epoch",
-            *(self._tag_key(t) for t in tags),
-        ]
+        escaped = escape(key)
+        keys = [f"{self._ns}:v:{escaped}", f"{self._ns}:l:{escaped}", f"{self._ns}:epoch"]
+        if tags:
+            keys.extend(self._tag_key(t) for t in tags)
+        return keys
 
     def _ttl_ms(self, ttl_seconds: float | _Missing | None) -> tuple[float | None, int]:
         ttl = self.default_ttl if isinstance(ttl_seconds, _Missing) else validate_ttl(ttl_seconds)
         return ttl, (-1 if ttl is None else max(1, round(ttl * 1000)))
 
     def _token(self) -> str:
-        return f"{secrets.token_hex(8)}-{next(self._tokens)}"
+        # The pid keeps tokens apart in forked children that inherit the counter.
+        return f"{self._token_base}-{os.getpid()}-{next(self._tokens)}"
+
+    def _read_args(self, token: str, force: bool = False) -> list[str]:
+        if self.early_refresh_beta is None:
+            return [token, "1"] if force else [token]
+        draw = -self.early_refresh_beta * math.log(1.0 - random.random())
+        return [token, "1" if force else "0", repr(draw)]
+
+    def _write_args(
+        self, token: str, read: _Read | None, data: bytes, ttl_ms: int, creator_ms: int
+    ) -> list[Any]:
+        if ttl_ms > 0 and self.jitter:
+            ttl_ms = max(1, round(ttl_ms * (1.0 - self.jitter * random.random())))
+        return [
+            token,
+            read.epoch if read else "",
+            read.versions if read else "",
+            self.codec.codec_id,
+            data,
+            ttl_ms,
+            self._stale_ms,
+            creator_ms,
+        ]
 
     def _check_reentry(self, key: str) -> None:
         if (id(self), key) in _computing.get():
@@ -198,18 +343,105 @@ class RedisCacheAdapter(BaseCacheAdapter):
     def _encode(self, value: Any) -> bytes:
         return self.codec.encode(value)
 
-    def _decode(self, codec: Any, payload: Any) -> Any:
-        if codec is not None and codec.decode() != self.codec.codec_id:
-            return MISSING  # written by another codec: a clean miss
-        return self.codec.decode(payload)
+    def _decode(self, record: bytes) -> Any:
+        """The value of a record, or MISSING (counted and logged) when it cannot be decoded."""
+        return self._decode_payload(_payload(record))
+
+    def _decode_payload(self, payload: bytes) -> Any:
+        try:
+            return self.codec.decode(payload)
+        except Exception as exc:
+            self._stats.decode_errors += 1
+            logger.warning(
+                "cachewire: a cached value in %s could not be decoded by %s (%s); it is computed "
+                "again and overwritten",
+                self._ns,
+                type(self.codec).__name__,
+                exc,
+            )
+            return MISSING
+
+    def _fresh(
+        self, record: bytes | None, versions: bytes, *, early: bool = True
+    ) -> tuple[Any, bool]:
+        """(value, unreadable): the value of a fresh, current record, else MISSING.
+
+        Redis drops a record at its TTL unless it keeps it for serve-stale, so only then (or for
+        early refresh) is the soft expiry compared, on this host's clock; whatever looks due is
+        left to the lease script, which decides on the server's clock.
+        """
+        if record is None:
+            return MISSING, False
+        parts = record.split(b"\n", 4)
+        if len(parts) != 5:
+            return MISSING, False  # not a record of this format: the lease script replaces it
+        soft, delta, codec, stored, payload = parts
+        if codec != self._codec_id or stored != versions:
+            return MISSING, False
+        if self._clock_checks and soft != b"0":
+            now = time.time() * 1000
+            draw = (
+                -self.early_refresh_beta * math.log(1.0 - random.random())
+                if self.early_refresh_beta and early
+                else 0.0
+            )
+            if now + int(delta) * draw >= int(soft):
+                return MISSING, False
+        value = self._decode_payload(payload)
+        return value, value is MISSING
+
+    def _served(self, call: _Call, read: _Read) -> Any:
+        """The stale or early-refresh value this caller may be answered with, else MISSING."""
+        if not read.record or read.state == "m":
+            return MISSING
+        if read.state == "s" and call.stale_ttl is not None and call.stale_ttl <= 0:
+            return MISSING
+        value = self._decode(read.record)
+        if value is MISSING:
+            return MISSING
+        if read.state == "s":
+            self._stats.stale_hits += 1
+        else:
+            self._stats.hits += 1
+            if read.won:
+                self._stats.early_refreshes += 1
+        return value
+
+    def _start_creator(self, key: str) -> contextvars.Token[frozenset[tuple[int, str]]]:
+        self._stats.misses += 1
+        self._stats.creator_calls += 1
+        return _computing.set(_computing.get() | {(id(self), key)})
+
+    def _end_creator(
+        self, token: contextvars.Token[frozenset[tuple[int, str]]], started: float, failed: bool
+    ) -> int:
+        """Account for a finished creator; return how long it ran in milliseconds."""
+        _computing.reset(token)
+        elapsed = time.monotonic() - started
+        self._stats.creator_time_total += elapsed
+        if failed:
+            self._stats.creator_errors += 1
+        return round(elapsed * 1000)
 
     # ----------------------------------------------------------------- async
 
-    async def _script(self, source: str, keys: list[str], args: list[Any]) -> Any:
-        script = self._scripts.get(source)
-        if script is None:
-            script = self._scripts[source] = self._client.register_script(source)
-        return await script(keys=keys, args=args)
+    async def _eval(self, source: str, sha: str, keys: list[str], args: list[Any]) -> Any:
+        try:
+            return await self._client.evalsha(sha, len(keys), *keys, *args)
+        except redis_errors.NoScriptError:
+            await self._client.script_load(source)
+            return await self._client.evalsha(sha, len(keys), *keys, *args)
+
+    async def _read(self, keys: list[str], args: list[str]) -> _Read | bytes:
+        sent = [keys[0], *keys[3:]] if len(keys) > 3 else keys[:1]
+        return _parse(await self._eval(self._read_source, self._read_sha, sent, args))
+
+    async def _fetch(self, keys: list[str]) -> tuple[bytes | None, bytes]:
+        """The stored record of ``keys[0]`` and the current versions of its tags."""
+        if len(keys) == 3:
+            return cast(bytes | None, await self._client.get(keys[0])), b""
+        record, *versions = cast(list[bytes | None], await self._client.mget(keys[0], *keys[3:]))
+        return record, _versions(versions)
 
     async def get_or_create(
         self,
@@ -225,88 +457,196 @@ class RedisCacheAdapter(BaseCacheAdapter):
         pending = self._local.get(key)
         if pending is not None:
             self._stats.coalesced += 1
-            return await asyncio.shield(pending)
-        # The computation belongs to the cache, so cancelling one caller cancels nobody else.
-        task = asyncio.get_running_loop().create_task(
-            self._get_or_create(key, creator, ttl, ttl_ms, tags, stale_ttl)
-        )
-        self._local[key] = task
-        task.add_done_callback(functools.partial(self._flight_done, key))
-        return await asyncio.shield(task)
+            try:
+                return await asyncio.shield(pending)
+            except asyncio.CancelledError:
+                current = asyncio.current_task()
+                if not pending.cancelled() or (current is not None and current.cancelling()):
+                    raise
+            # The caller whose read this was is gone before it could answer: ask again.
+            return await self.get_or_create(
+                key, creator, ttl_seconds, tags=tags, stale_ttl=stale_ttl
+            )
+        # This caller reads on its own task (a hit is one GET and nothing more) while this
+        # process's other callers of the key wait for its answer; work that has to outlive the
+        # caller (computing, waiting for a lease) runs in a task of the cache's.
+        reading: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._local[key] = reading
+        keys = self._keys(key, tags)
+        try:
+            record, versions = await self._fetch(keys)
+        except BaseException as exc:
+            return await self._read_failed(key, creator, reading, None, exc)
+        value, unreadable = self._fresh(record, versions)
+        if value is not MISSING:
+            self._stats.hits += 1
+            self._settle(key, reading, value)
+            return value
+        # Not fresh here: the lease script decides on the server's clock, and takes the lease.
+        token = self._token()
+        try:
+            found = await self._read(keys, self._read_args(token, unreadable))
+        except BaseException as exc:
+            return await self._read_failed(key, creator, reading, (keys[1], token), exc)
+        if isinstance(found, bytes):
+            value = self._decode(found)
+            if value is not MISSING:
+                self._stats.hits += 1
+                self._settle(key, reading, value)
+                return value
+            call = _Call(key, creator, keys, ttl, ttl_ms, stale_ttl)
+            flight = self._fly(key, self._wait(call, force=True, pause=False), reading)
+            return await asyncio.shield(flight)
+        call = _Call(key, creator, keys, ttl, ttl_ms, stale_ttl)
+        served = self._served(call, found)
+        if found.won:
+            if served is MISSING:
+                return await asyncio.shield(self._fly(key, self._lead(call, token, found), reading))
+            self._settle(key, reading, served)
+            self._fly(key, self._lead(call, token, found), reading, shared=False)
+            return served
+        if served is not MISSING:
+            self._settle(key, reading, served)
+            return served
+        self._stats.coalesced += 1  # another process holds the lease
+        self._stats.lock_waits += 1
+        return await asyncio.shield(self._fly(key, self._wait(call), reading))
 
-    def _flight_done(self, key: str, task: asyncio.Future[Any]) -> None:
-        if self._local.get(key) is task:
-            del self._local[key]
-        if not task.cancelled():
-            task.exception()  # retrieved: every waiter re-raises it
-
-    async def _get_or_create(
+    async def _read_failed(
         self,
         key: str,
         creator: Creator,
-        ttl: float | None,
-        ttl_ms: int,
-        tags: Sequence[str],
-        stale_ttl: float | None,
+        reading: asyncio.Future[Any],
+        lease: tuple[str, str] | None,
+        exc: BaseException,
     ) -> Any:
-        keys = self._keys(key, tags)
-        token = self._token()
-        lock_ms = round(self.lock_timeout * 1000)
-        delay = 0.005
-        waited = False
-        while True:
+        if isinstance(exc, _BACKEND_ERRORS):
             try:
-                state, payload, won, epoch, versions, codec = await self._script(
-                    _READ, keys, [token, lock_ms, 1]
-                )
-            except _BACKEND_ERRORS as exc:
                 self._backend_failed(exc)
-                return await self._run_creator(key, creator)
-            state = state.decode()
-            if state == "hit":
-                value = self._decode(codec, payload)
-                if value is not MISSING:
-                    self._stats.hits += 1
-                    return value
-            if state == "stale" and (stale_ttl is None or stale_ttl > 0) and not won:
-                self._stats.stale_hits += 1
-                return self._decode(codec, payload)
-            if won:
-                break
-            if not waited:
-                self._stats.lock_waits += 1
-                waited = True
-            await asyncio.sleep(delay * (0.5 + random.random() / 2))
-            delay = min(delay * 2, 0.1)
-        heartbeat = asyncio.create_task(self._heartbeat(keys[1], token, lock_ms))
+            except CacheBackendError as error:
+                self._settle(key, reading, error=error)
+                raise
+            return await asyncio.shield(self._fly(key, self._creator_only(key, creator), reading))
+        if isinstance(exc, asyncio.CancelledError):
+            if lease is not None:
+                self._keep(self._release(*lease))  # the lease may have been taken for us
+            self._settle(key, reading)
+        else:
+            self._settle(key, reading, error=exc)
+        raise exc
+
+    def _settle(
+        self,
+        key: str,
+        reading: asyncio.Future[Any],
+        value: Any = MISSING,
+        *,
+        error: BaseException | None = None,
+    ) -> None:
+        """Answer the callers that waited for ``reading``; without a value they ask again."""
+        if self._local.get(key) is reading:
+            del self._local[key]
+        if error is not None:
+            reading.set_exception(error)
+            reading.exception()  # retrieved: the waiters re-raise it
+        elif value is MISSING:
+            reading.cancel()
+        else:
+            reading.set_result(value)
+
+    def _fly(
+        self,
+        key: str,
+        work: Coroutine[Any, Any, Any],
+        reading: asyncio.Future[Any],
+        *,
+        shared: bool = True,
+    ) -> asyncio.Task[Any]:
+        """Run ``work`` in a task of the cache's; its outcome answers the callers of ``reading``.
+
+        A shared task is also what this process's later callers of ``key`` wait for; a background
+        refresh is not shared, so they keep being answered from Redis meanwhile.
+        """
+        task = asyncio.get_running_loop().create_task(work)
+        if shared:
+            self._local[key] = task
+        else:
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
+        task.add_done_callback(lambda done: self._flight_done(key, done, reading))
+        return task
+
+    def _flight_done(self, key: str, task: asyncio.Task[Any], reading: asyncio.Future[Any]) -> None:
+        if self._local.get(key) is task:
+            del self._local[key]
+        if reading.done():
+            pass
+        elif task.cancelled():
+            reading.cancel()
+        elif task.exception() is not None:
+            reading.set_exception(task.exception())  # type: ignore[arg-type]
+            reading.exception()
+        else:
+            reading.set_result(task.result())
+        if not task.cancelled():
+            task.exception()  # retrieved: every waiter re-raises it
+
+    def _keep(self, work: Coroutine[Any, Any, Any]) -> None:
+        task = asyncio.get_running_loop().create_task(work)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _wait(self, call: _Call, *, force: bool = False, pause: bool = True) -> Any:
+        """Wait while another caller holds the lease; take over when it is gone."""
+        delay = 0.005
+        started = time.monotonic()
         try:
-            value = await self._run_creator(key, creator)
-        except BaseException:
-            heartbeat.cancel()
-            await self._release(keys[1], token)
-            raise
-        heartbeat.cancel()
+            while True:
+                if pause:
+                    await asyncio.sleep(delay * (0.5 + random.random() / 2))
+                    delay = min(delay * 2, 0.1)
+                pause = True
+                token = self._token()
+                try:
+                    found = await self._read(call.keys, self._read_args(token, force))
+                except _BACKEND_ERRORS as exc:
+                    self._backend_failed(exc)
+                    return await self._creator_only(call.key, call.creator)
+                if isinstance(found, bytes):
+                    value = self._decode(found)
+                    if value is not MISSING:
+                        return value
+                    force = True
+                    continue
+                if found.won:
+                    return await self._lead(call, token, found)
+                served = self._served(call, found)
+                if served is not MISSING:
+                    return served
+        finally:
+            self._stats.lock_wait_time += time.monotonic() - started
+
+    async def _lead(self, call: _Call, token: str, read: _Read) -> Any:
+        """Compute while holding the lease, then publish if the lease and the key are intact."""
+        lock_key = call.keys[1]
+        heartbeat = asyncio.get_running_loop().create_task(self._heartbeat(lock_key, token))
         try:
+            value, creator_ms = await self._run_creator(call.key, call.creator)
             data = self._encode(value)
         except BaseException:
-            await self._release(keys[1], token)
+            heartbeat.cancel()
+            await self._release(lock_key, token)
             raise
-        if ttl == 0:
-            await self._release(keys[1], token)
+        heartbeat.cancel()
+        if call.ttl == 0:
+            await self._release(lock_key, token)
             return value
         try:
-            written = await self._script(
+            written = await self._eval(
                 _WRITE,
-                keys,
-                [
-                    token,
-                    epoch,
-                    versions,
-                    self.codec.codec_id,
-                    data,
-                    ttl_ms,
-                    round(self.stale_ttl * 1000),
-                ],
+                _WRITE_SHA,
+                call.keys,
+                self._write_args(token, read, data, call.ttl_ms, creator_ms),
             )
         except _BACKEND_ERRORS as exc:
             self._backend_failed(exc)
@@ -318,52 +658,51 @@ class RedisCacheAdapter(BaseCacheAdapter):
     async def _release(self, lock_key: str, token: str) -> None:
         # A lease that cannot be released expires by itself; the caller's outcome stands.
         try:
-            await self._script(_RELEASE, [lock_key], [token])
+            await self._eval(_RELEASE, _RELEASE_SHA, [lock_key], [token])
         except _BACKEND_ERRORS:
             self._stats.backend_errors += 1
 
-    async def _heartbeat(self, lock_key: str, token: str, lock_ms: int) -> None:
+    async def _heartbeat(self, lock_key: str, token: str) -> None:
         while True:
-            await asyncio.sleep(lock_ms / 3000)
+            await asyncio.sleep(self._lock_ms / 3000)
             try:
-                if not await self._script(_EXTEND, [lock_key], [token, lock_ms]):
+                if not await self._eval(_EXTEND, _EXTEND_SHA, [lock_key], [token, self._lock_ms]):
                     self._stats.lock_lost += 1
                     return
             except _BACKEND_ERRORS:
                 self._stats.backend_errors += 1
 
-    async def _run_creator(self, key: str, creator: Creator) -> Any:
-        token = _computing.set(_computing.get() | {(id(self), key)})
-        self._stats.misses += 1
-        self._stats.creator_calls += 1
+    async def _run_creator(self, key: str, creator: Creator) -> tuple[Any, int]:
+        """The creator's value and how long it ran, in milliseconds."""
+        token = self._start_creator(key)
         started = time.monotonic()
         try:
             value = creator()
             if inspect.isawaitable(value):
                 value = await value
-            return value
         except BaseException:
-            self._stats.creator_errors += 1
+            self._end_creator(token, started, failed=True)
             raise
-        finally:
-            self._stats.creator_time_total += time.monotonic() - started
-            _computing.reset(token)
+        return value, self._end_creator(token, started, failed=False)
+
+    async def _creator_only(self, key: str, creator: Creator) -> Any:
+        return (await self._run_creator(key, creator))[0]
 
     async def get(self, key: str, default: Any = None, *, tags: Sequence[str] = ()) -> Any:
         try:
-            state, payload, _, _, _, codec = await self._script(
-                _READ, self._keys(key, tags), ["", 1, 0]
-            )
+            found = await self._fetch(self._keys(key, tags))
         except _BACKEND_ERRORS as exc:
             self._backend_failed(exc)
             return default
-        if state == b"hit":
-            value = self._decode(codec, payload)
-            if value is not MISSING:
-                self._stats.hits += 1
-                return value
-        self._stats.misses += 1
-        return default
+        return self._got(*found, default)
+
+    def _got(self, record: bytes | None, versions: bytes, default: Any) -> Any:
+        value, _ = self._fresh(record, versions, early=False)
+        if value is MISSING:
+            self._stats.misses += 1
+            return default
+        self._stats.hits += 1
+        return value
 
     async def set(
         self,
@@ -378,19 +717,20 @@ class RedisCacheAdapter(BaseCacheAdapter):
         if ttl == 0:
             return
         try:
-            await self._script(
+            await self._eval(
                 _WRITE,
+                _WRITE_SHA,
                 self._keys(key, tags),
-                ["", "", "", self.codec.codec_id, data, ttl_ms, round(self.stale_ttl * 1000)],
+                self._write_args("", None, data, ttl_ms, 0),
             )
         except _BACKEND_ERRORS as exc:
             self._backend_failed(exc)
 
     async def invalidate(self, key: str) -> bool:
         try:
-            removed = await self._client.delete(self._value_key(key))
-            # Dropping the lease fences a computation in flight: its write-back is refused.
-            await self._client.delete(self._lock_key(key))
+            removed = await self._eval(
+                _INVALIDATE, _INVALIDATE_SHA, [self._value_key(key), self._lock_key(key)], []
+            )
         except _BACKEND_ERRORS as exc:
             self._backend_failed(exc)
             return False
@@ -441,12 +781,14 @@ class RedisCacheAdapter(BaseCacheAdapter):
 
 
 class _SyncRedis(SyncCacheAdapter):
-    """Blocking twin of `RedisCacheAdapter` on a blocking redis-py client."""
+    """Blocking twin of `RedisCacheAdapter` on a blocking redis-py client.
+
+    Threads coordinate through the lease like processes do; a stale value is refreshed by a
+    background thread while the caller is answered with it.
+    """
 
     def __init__(self, adapter: RedisCacheAdapter) -> None:
-        self._adapter = adapter
         self._cache = adapter
-        self._scripts: dict[str, Any] = {}
 
     def _client(self) -> redis.Redis:
         if self._cache._sync_client is None:
@@ -455,11 +797,24 @@ class _SyncRedis(SyncCacheAdapter):
             )
         return self._cache._sync_client
 
-    def _script(self, source: str, keys: list[str], args: list[Any]) -> Any:
-        script = self._scripts.get(source)
-        if script is None:
-            script = self._scripts[source] = self._client().register_script(source)
-        return script(keys=keys, args=args)
+    def _eval(self, source: str, sha: str, keys: list[str], args: list[Any]) -> Any:
+        client = self._client()
+        try:
+            return client.evalsha(sha, len(keys), *keys, *args)
+        except redis_errors.NoScriptError:
+            client.script_load(source)
+            return client.evalsha(sha, len(keys), *keys, *args)
+
+    def _fetch(self, keys: list[str]) -> tuple[bytes | None, bytes]:
+        if len(keys) == 3:
+            return cast(bytes | None, self._client().get(keys[0])), b""
+        record, *versions = cast(list[bytes | None], self._client().mget(keys[0], *keys[3:]))
+        return record, _versions(versions)
+
+    def _read(self, keys: list[str], args: list[str]) -> _Read | bytes:
+        cache = self._cache
+        sent = [keys[0], *keys[3:]] if len(keys) > 3 else keys[:1]
+        return _parse(self._eval(cache._read_source, cache._read_sha, sent, args))
 
     def get_or_create(
         self,
@@ -474,64 +829,66 @@ class _SyncRedis(SyncCacheAdapter):
         ttl, ttl_ms = cache._ttl_ms(ttl_seconds)
         cache._check_reentry(key)
         keys = cache._keys(key, tags)
-        token = cache._token()
-        lock_ms = round(cache.lock_timeout * 1000)
-        delay = 0.005
+        try:
+            value, force = cache._fresh(*self._fetch(keys))
+        except _BACKEND_ERRORS as exc:
+            cache._backend_failed(exc)
+            return self._run_creator(key, creator)[0]
+        if value is not MISSING:
+            cache._stats.hits += 1
+            return value  # type: ignore[no-any-return]
+        call = _Call(key, creator, keys, ttl, ttl_ms, stale_ttl)
+        delay, waited = 0.005, False
         while True:
+            token = cache._token()
             try:
-                state, payload, won, epoch, versions, codec = self._script(
-                    _READ, keys, [token, lock_ms, 1]
-                )
+                found = self._read(call.keys, cache._read_args(token, force))
             except _BACKEND_ERRORS as exc:
                 cache._backend_failed(exc)
-                return self._run(key, creator)
-            if state == b"hit":
-                value = cache._decode(codec, payload)
+                return self._run_creator(key, creator)[0]
+            if isinstance(found, bytes):
+                value = cache._decode(found)
                 if value is not MISSING:
                     cache._stats.hits += 1
                     return value  # type: ignore[no-any-return]
-            if state == b"stale" and (stale_ttl is None or stale_ttl > 0) and not won:
-                cache._stats.stale_hits += 1
-                return cache._decode(codec, payload)  # type: ignore[no-any-return]
-            if won:
-                break
-            if delay == 0.005:
-                cache._stats.coalesced += 1  # waiting for another thread's or process's value
+                force = True
+                continue
+            served = cache._served(call, found)
+            if found.won and served is not MISSING:
+                threading.Thread(target=self._lead, args=(call, token, found), daemon=True).start()
+            if served is not MISSING:
+                return served  # type: ignore[no-any-return]
+            if found.won:
+                return self._lead(call, token, found)  # type: ignore[no-any-return]
+            if not waited:
+                cache._stats.coalesced += 1  # another thread or process holds the lease
+                cache._stats.lock_waits += 1
+                waited = True
             time.sleep(delay * (0.5 + random.random() / 2))
             delay = min(delay * 2, 0.1)
+
+    def _lead(self, call: _Call, token: str, read: _Read) -> Any:
+        cache = self._cache
+        lock_key = call.keys[1]
         stop = threading.Event()
-        beat = threading.Thread(
-            target=self._heartbeat, args=(keys[1], token, lock_ms, stop), daemon=True
-        )
-        beat.start()
+        threading.Thread(target=self._heartbeat, args=(lock_key, token, stop), daemon=True).start()
         try:
-            value = self._run(key, creator)
-        except BaseException:
-            stop.set()
-            self._release(keys[1], token)
-            raise
-        stop.set()
-        try:
+            value, creator_ms = self._run_creator(call.key, call.creator)
             data = cache._encode(value)
         except BaseException:
-            self._release(keys[1], token)
+            stop.set()
+            self._release(lock_key, token)
             raise
-        if ttl == 0:
-            self._release(keys[1], token)
+        stop.set()
+        if call.ttl == 0:
+            self._release(lock_key, token)
             return value
         try:
-            written = self._script(
+            written = self._eval(
                 _WRITE,
-                keys,
-                [
-                    token,
-                    epoch,
-                    versions,
-                    cache.codec.codec_id,
-                    data,
-                    ttl_ms,
-                    round(cache.stale_ttl * 1000),
-                ],
+                _WRITE_SHA,
+                call.keys,
+                cache._write_args(token, read, data, call.ttl_ms, creator_ms),
             )
         except _BACKEND_ERRORS as exc:
             cache._backend_failed(exc)
@@ -542,46 +899,39 @@ class _SyncRedis(SyncCacheAdapter):
 
     def _release(self, lock_key: str, token: str) -> None:
         try:
-            self._script(_RELEASE, [lock_key], [token])
+            self._eval(_RELEASE, _RELEASE_SHA, [lock_key], [token])
         except _BACKEND_ERRORS:
             self._cache._stats.backend_errors += 1
 
-    def _heartbeat(self, lock_key: str, token: str, lock_ms: int, stop: threading.Event) -> None:
+    def _heartbeat(self, lock_key: str, token: str, stop: threading.Event) -> None:
+        lock_ms = self._cache._lock_ms
         while not stop.wait(lock_ms / 3000):
             try:
-                if not self._script(_EXTEND, [lock_key], [token, lock_ms]):
+                if not self._eval(_EXTEND, _EXTEND_SHA, [lock_key], [token, lock_ms]):
                     self._cache._stats.lock_lost += 1
                     return
             except _BACKEND_ERRORS:
                 self._cache._stats.backend_errors += 1
 
-    def _run(self, key: str, creator: Callable[[], T]) -> T:
+    def _run_creator(self, key: str, creator: Callable[[], T]) -> tuple[T, int]:
         cache = self._cache
-        token = _computing.set(_computing.get() | {(id(cache), key)})
-        cache._stats.misses += 1
-        cache._stats.creator_calls += 1
+        token = cache._start_creator(key)
+        started = time.monotonic()
         try:
-            return creator()
+            value = creator()
         except BaseException:
-            cache._stats.creator_errors += 1
+            cache._end_creator(token, started, failed=True)
             raise
-        finally:
-            _computing.reset(token)
+        return value, cache._end_creator(token, started, failed=False)
 
     def get(self, key: str, default: Any = None, *, tags: Sequence[str] = ()) -> Any:
         cache = self._cache
         try:
-            state, payload, _, _, _, codec = self._script(_READ, cache._keys(key, tags), ["", 1, 0])
+            found = self._fetch(cache._keys(key, tags))
         except _BACKEND_ERRORS as exc:
             cache._backend_failed(exc)
             return default
-        if state == b"hit":
-            value = cache._decode(codec, payload)
-            if value is not MISSING:
-                cache._stats.hits += 1
-                return value
-        cache._stats.misses += 1
-        return default
+        return cache._got(*found, default)
 
     def set(
         self,
@@ -597,10 +947,11 @@ class _SyncRedis(SyncCacheAdapter):
         if ttl == 0:
             return
         try:
-            self._script(
+            self._eval(
                 _WRITE,
+                _WRITE_SHA,
                 cache._keys(key, tags),
-                ["", "", "", cache.codec.codec_id, data, ttl_ms, round(cache.stale_ttl * 1000)],
+                cache._write_args("", None, data, ttl_ms, 0),
             )
         except _BACKEND_ERRORS as exc:
             cache._backend_failed(exc)
@@ -608,8 +959,9 @@ class _SyncRedis(SyncCacheAdapter):
     def invalidate(self, key: str) -> bool:
         cache = self._cache
         try:
-            removed = self._client().delete(cache._value_key(key))
-            self._client().delete(cache._lock_key(key))
+            removed = self._eval(
+                _INVALIDATE, _INVALIDATE_SHA, [cache._value_key(key), cache._lock_key(key)], []
+            )
         except _BACKEND_ERRORS as exc:
             cache._backend_failed(exc)
             return False

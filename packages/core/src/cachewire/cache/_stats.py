@@ -31,6 +31,7 @@ class CacheStats:
     evictions: int = 0
     backend_errors: int = 0
     writes_rejected: int = 0
+    decode_errors: int = 0
 
     def as_dict(self, *, size: int | None, keys: list[str] | None) -> dict[str, Any]:
         total = self.hits + self.misses
