@@ -216,16 +216,21 @@ class InMemoryCacheAdapter(BaseCacheAdapter):
         tags: Sequence[str] = (),
         stale_ttl: float | None = None,
     ) -> Any:
-        ttl = self._ttl(ttl_seconds)
         entry = self._entries.get(key)
         if (
             entry is not None
             and not entry.tags
             and self._plain_hits
             and self._clock() < entry.soft_deadline
+            and (
+                ttl_seconds is MISSING
+                # A valid TTL that needs no conversion; anything else takes the checked path.
+                or (((kind := ttl_seconds.__class__) is int or kind is float) and ttl_seconds >= 0)  # type: ignore[operator]
+            )
         ):
             self._stats.hits += 1
             return entry.value
+        ttl = self._ttl(ttl_seconds)
         with self._lock:
             entry, fresh = self._lookup(key, self._clock())
         if fresh:

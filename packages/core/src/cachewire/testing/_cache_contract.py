@@ -43,12 +43,16 @@ class CacheAdapterContract:
     # -------------------------------------------------------------- TTL contract
 
     @pytest.mark.asyncio
-    @pytest.mark.parametrize("ttl", [-1, -0.5, float("nan"), "10"])
+    @pytest.mark.parametrize("ttl", [-1, -0.5, float("nan"), "10", True])
     async def test_bad_ttls_are_refused(self, adapter: BaseCacheAdapter, ttl: Any) -> None:
         with pytest.raises(ConfigurationError, match="ttl"):
             await adapter.get_or_create("k", lambda: 1, ttl)
         with pytest.raises(ConfigurationError, match="ttl"):
             await adapter.set("k", 1, ttl)
+        # A hit is refused too: the mistake shows on the first call, not on the first miss.
+        await adapter.set("hit", 1)
+        with pytest.raises(ConfigurationError, match="ttl"):
+            await adapter.get_or_create("hit", lambda: 1, ttl)
 
     @pytest.mark.asyncio
     async def test_ttl_zero_computes_without_storing(self, adapter: BaseCacheAdapter) -> None:
