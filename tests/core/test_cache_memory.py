@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import threading
 
 import pytest
 
@@ -119,3 +120,57 @@ def test_bad_options_are_refused() -> None:
         InMemoryCacheAdapter(max_entries=0)
     with pytest.raises(ValueError, match="default_ttl"):
         InMemoryCacheAdapter(default_ttl=-1)
+
+
+async def test_a_coroutine_joins_a_thread_computing_the_same_key() -> None:
+    cache = InMemoryCacheAdapter()
+    started, release = threading.Event(), threading.Event()
+    calls = 0
+
+    def slow() -> str:
+        nonlocal calls
+        calls += 1
+        started.set()
+        release.wait(10)
+        return "from thread"
+
+    thread = threading.Thread(target=cache.sync.get_or_create, args=("k", slow))
+    thread.start()
+    await asyncio.to_thread(started.wait, 10)
+    waiter = asyncio.create_task(cache.get_or_create("k", lambda: "from loop"))
+    while cache.get_stats()["coalesced"] < 1:
+        await asyncio.sleep(0)
+    release.set()
+    assert await waiter == "from thread"
+    thread.join()
+    assert calls == 1
+
+
+def test_a_thread_joins_a_coroutine_computing_the_same_key() -> None:
+    cache = InMemoryCacheAdapter()
+    started = threading.Event()
+    results: list[str] = []
+
+    async def main() -> None:
+        release = asyncio.Event()
+        loop = asyncio.get_running_loop()
+
+        async def slow() -> str:
+            started.set()
+            await release.wait()
+            return "from loop"
+
+        first = asyncio.create_task(cache.get_or_create("k", slow))
+        await asyncio.to_thread(started.wait, 10)
+        thread = threading.Thread(
+            target=lambda: results.append(cache.sync.get_or_create("k", lambda: "from thread"))
+        )
+        thread.start()
+        while cache.get_stats()["coalesced"] < 1:
+            await asyncio.sleep(0)
+        loop.call_soon(release.set)
+        assert await first == "from loop"
+        await asyncio.to_thread(thread.join)
+
+    asyncio.run(main())
+    assert results == ["from loop"]

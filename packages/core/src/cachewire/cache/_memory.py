@@ -74,9 +74,8 @@ class InMemoryCacheAdapter(BaseCacheAdapter):
     expiry while one caller refreshes), ``early_refresh_beta`` (probabilistic early refresh,
     XFetch), ``jitter`` (fraction of the TTL removed at random), ``clock`` (monotonic seconds).
 
-    Async and blocking callers share the store and statistics; single flight applies among async
-    callers and among threads (a thread and a coroutine computing the same key at the same moment
-    may both compute).
+    Async and blocking callers share the store, the statistics and single flight: a thread, a
+    coroutine and a coroutine on another thread's loop asking for one key share one computation.
     """
 
     def __init__(
@@ -231,46 +230,47 @@ class InMemoryCacheAdapter(BaseCacheAdapter):
             self._stats.hits += 1
             return entry.value
         ttl = self._ttl(ttl_seconds)
+        # One decision under the lock, so a thread and a coroutine never both start computing.
         with self._lock:
             entry, fresh = self._lookup(key, self._clock())
-        if fresh:
-            self._stats.hits += 1
-            return entry.value  # type: ignore[union-attr]
-        self._check_reentry(key)
-        flight = self._flights.get(key)
+            if fresh:
+                self._stats.hits += 1
+                return entry.value  # type: ignore[union-attr]
+            self._check_reentry(key)
+            flight = self._flights.get(key)
+            starts = flight is None
+            if flight is None:
+                flight = self._start_flight(key, tags)
         if entry is not None and (stale_ttl is None or stale_ttl > 0):
             # Within the grace period: answer at once, refresh once in the background.
             self._stats.stale_hits += 1
-            if flight is None:
-                self._background_refresh(key, creator, ttl, tags)
+            if starts:
+                refresh = self._launch(key, flight, creator, ttl, tags)
+                self._background.add(refresh)
+                refresh.add_done_callback(self._background_done)
             return entry.value
-        if flight is not None and flight.task is not None:
-            self._stats.coalesced += 1
-            return await asyncio.shield(flight.task)
-        if flight is not None:  # a thread is computing it
-            self._stats.coalesced += 1
-            await asyncio.to_thread(flight.done.wait)
-            if flight.error is not None:
-                raise flight.error
-            return flight.value
-        flight = self._start_flight(key, tags)
-        flight.task = asyncio.get_running_loop().create_task(
-            self._compute(key, flight, creator, ttl, tags)
-        )
-        # If every caller is cancelled the computation still finishes; its error is counted.
-        flight.task.add_done_callback(_retrieve)
-        return await asyncio.shield(flight.task)
+        if starts:
+            return await asyncio.shield(self._launch(key, flight, creator, ttl, tags))
+        self._stats.coalesced += 1
+        task = flight.task
+        if task is not None and task.get_loop() is asyncio.get_running_loop():
+            return await asyncio.shield(task)
+        # Computed by a thread, or on another thread's event loop.
+        await asyncio.to_thread(flight.done.wait)
+        if flight.error is not None:
+            raise flight.error
+        return flight.value
 
-    def _background_refresh(
-        self, key: str, creator: Creator, ttl: float | None, tags: Sequence[str]
-    ) -> None:
-        flight = self._start_flight(key, tags)
+    def _launch(
+        self, key: str, flight: _Flight, creator: Creator, ttl: float | None, tags: Sequence[str]
+    ) -> asyncio.Task[Any]:
         task = asyncio.get_running_loop().create_task(
             self._compute(key, flight, creator, ttl, tags)
         )
         flight.task = task
-        self._background.add(task)
-        task.add_done_callback(self._background_done)
+        # If every caller is cancelled the computation still finishes; its error is counted.
+        task.add_done_callback(_retrieve)
+        return task
 
     def _background_done(self, task: asyncio.Task[Any]) -> None:
         self._background.discard(task)
