@@ -21,6 +21,24 @@ def _clean_write_side() -> Iterator[None]:
     reset_settings()
 
 
+@pytest.fixture
+def sent_commands() -> Any:
+    """``record(adapter)`` starts recording the names of the commands its async client sends."""
+
+    def record(adapter: Any) -> list[str]:
+        sent: list[str] = []
+        original = adapter._client.execute_command
+
+        async def counting(*args: Any, **kwargs: Any) -> Any:
+            sent.append(str(args[0]))
+            return await original(*args, **kwargs)
+
+        adapter._client.execute_command = counting
+        return sent
+
+    return record
+
+
 class RecordingTarget:
     def __init__(self, cache_id: str, parameters: tuple[str, ...], partition: tuple[str, ...] = ()):
         self.cache_id = cache_id

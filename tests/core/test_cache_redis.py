@@ -30,25 +30,12 @@ async def cache(redis_db_url: str) -> AsyncIterator[RedisCacheAdapter]:
     await adapter.aclose()
 
 
-def _count_round_trips(cache: RedisCacheAdapter) -> list[str]:
-    """Record every command the adapter's client sends (a script call is one round trip)."""
-    sent: list[str] = []
-    original = cache._client.execute_command
-
-    async def counting(*args: Any, **kwargs: Any) -> Any:
-        sent.append(str(args[0]))
-        return await original(*args, **kwargs)
-
-    cache._client.execute_command = counting  # type: ignore[method-assign]
-    return sent
-
-
 async def test_a_hit_is_one_round_trip_and_a_miss_two_around_the_creator(
-    cache: RedisCacheAdapter,
+    cache: RedisCacheAdapter, sent_commands: Any
 ) -> None:
     await cache.get_or_create("k", lambda: {"a": 1})  # loads the scripts
     await cache.get_or_create("tagged", lambda: 1, tags=["t1", "t2"])
-    sent = _count_round_trips(cache)
+    sent = sent_commands(cache)
     assert await cache.get_or_create("k", lambda: {"a": 2}) == {"a": 1}
     assert sent == ["GET"]
     sent.clear()

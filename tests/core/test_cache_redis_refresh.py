@@ -159,19 +159,12 @@ async def test_jitter_shortens_ttls_at_random_within_the_fraction(
 
 
 async def test_invalidate_is_one_atomic_command_that_also_fences_the_lease(
-    redis_db_url: str, client: Any
+    redis_db_url: str, client: Any, sent_commands: Any
 ) -> None:
     cache = RedisCacheAdapter(redis_db_url, namespace="inv")
     await cache.set("k", 1)
     client.set("inv:l:k", "someone")
-    sent: list[str] = []
-    original = cache._client.execute_command
-
-    async def counting(*args: Any, **kwargs: Any) -> Any:
-        sent.append(str(args[0]))
-        return await original(*args, **kwargs)
-
-    cache._client.execute_command = counting  # type: ignore[method-assign]
+    sent = sent_commands(cache)
     assert await cache.invalidate("k") is True
     assert sent == ["EVALSHA"]
     assert not client.exists("inv:v:k", "inv:l:k")
