@@ -1,14 +1,25 @@
-"""Shared helpers: write one benchmark's section of RESULTS.md between markers."""
+"""Shared helpers: write a benchmark's section of RESULTS.md; count a private Redis's commands."""
 
 from __future__ import annotations
 
+import itertools
 import os
 import platform
 import re
+import socket
+import subprocess
+import threading
 import time
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
+import redis
+
 RESULTS = Path(__file__).with_name("RESULTS.md")
+NO_PERSISTENCE = ("--save", "", "--appendonly", "no")
+_MARK = "bench-mark-"
 
 
 def write_section(name: str, body: str) -> None:
@@ -30,3 +41,115 @@ def write_section(name: str, body: str) -> None:
         else text.rstrip() + "\n\n" + block + "\n"
     )
     RESULTS.write_text(text)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextmanager
+def private_redis() -> Iterator[str]:
+    """Start a throwaway ``redis-server`` (no persistence) on a free port; yield its URL.
+
+    Raises RuntimeError if ``redis-server`` is missing or does not answer within 10 s.
+    """
+    port = _free_port()
+    try:
+        server = subprocess.Popen(
+            ["redis-server", "--port", str(port), "--bind", "127.0.0.1", *NO_PERSISTENCE],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+    except FileNotFoundError as exc:
+        raise RuntimeError("redis-server is not on PATH; it is needed to count commands") from exc
+    client = redis.Redis(port=port)
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                client.ping()
+                break
+            except redis.ConnectionError:
+                if server.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"redis-server on port {port} did not start") from None
+                time.sleep(0.02)
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        client.close()
+        server.terminate()
+        server.wait(timeout=10)
+
+
+class CommandCounter:
+    """Counts the commands a Redis server receives from its clients, read through MONITOR.
+
+    Commands that a script runs inside the server are left out: the script is one command and one
+    round trip, counted once as the EVAL or EVALSHA that carried it. ``snapshot()`` and
+    ``since()`` bound a window with ECHO markers, which are not counted either.
+    """
+
+    def __init__(self, url: str) -> None:
+        self._control = redis.Redis.from_url(url)
+        self._names: list[str] = []
+        self._marks: dict[str, int] = {}
+        self._next_mark = itertools.count()
+        self._changed = threading.Condition()
+        self._started = threading.Event()
+        self._reader = threading.Thread(target=self._read, args=(url,), daemon=True)
+        self._reader.start()
+        if not self._started.wait(timeout=10):
+            raise RuntimeError("MONITOR did not start")
+
+    def _read(self, url: str) -> None:
+        client = redis.Redis.from_url(url)
+        try:
+            with client.monitor() as monitor:
+                self._started.set()
+                for entry in monitor.listen():
+                    self._log(entry["client_type"], entry["command"])
+        except redis.ConnectionError:
+            pass  # closed by close(), or the server stopped
+        finally:
+            client.close()
+
+    def _log(self, client_type: str, command: str) -> None:
+        if client_type == "lua":
+            return
+        name, _, rest = command.partition(" ")
+        with self._changed:
+            if name.lower() == "echo" and rest.startswith(_MARK):
+                self._marks[rest] = len(self._names)
+                self._changed.notify_all()
+            else:
+                self._names.append(name.lower())
+
+    def snapshot(self) -> int:
+        """Wait until every command run so far is logged; the log's position."""
+        mark = f"{_MARK}{next(self._next_mark)}"
+        self._control.echo(mark)
+        with self._changed:
+            if not self._changed.wait_for(lambda: mark in self._marks, timeout=30):
+                raise RuntimeError("MONITOR fell behind by more than 30 s")
+            return self._marks.pop(mark)
+
+    def since(self, before: int) -> Counter[str]:
+        """The commands, by name, received since ``snapshot()`` returned ``before``."""
+        end = self.snapshot()
+        with self._changed:
+            return Counter(self._names[before:end])
+
+    def number(self, key: str) -> int:
+        """The integer stored at ``key`` (0 if missing)."""
+        return int(self._control.get(key) or 0)
+
+    def flush(self) -> None:
+        self._control.flushall()
+
+    def close(self) -> None:
+        for client in self._control.client_list():
+            if "O" in client["flags"]:  # the MONITOR connection
+                self._control.client_kill_filter(_id=client["id"])
+        self._reader.join(timeout=10)
+        self._control.close()
