@@ -198,9 +198,10 @@ class RedisCacheAdapter(BaseCacheAdapter):
     """A Redis cache with one computation per key across every process.
 
     Values, locks and tag versions live in separate namespaces under ``namespace`` that no user key
-    can reach. A hit is one round trip (one script); a miss takes the lease in that same round trip,
-    computes, and publishes with a second one, only while it still owns the lease and nothing
-    invalidated the key meanwhile. Callers in one process share one computation or one wait;
+    can reach. A hit is one plain GET (MGET with tag versions). A miss then runs one script that
+    looks again and takes the lease, computes, and publishes with a second script, only while it
+    still owns the lease and nothing invalidated the key meanwhile. Callers of a key in one process
+    share one read, one computation or one wait;
     waiters back off (5 ms doubling to 100 ms) for as long as the lease lives, then take over.
 
     ``stale_ttl`` keeps a value that long past its TTL: one caller refreshes it in the background
