@@ -47,6 +47,7 @@ class _Entry:
     tag_versions: tuple[int, ...]
     tags: tuple[str, ...]
     delta: float  # how long the computation took (for early refresh)
+    plain: bool  # no tags, and the adapter keeps no per-hit bookkeeping: the fast hit path applies
 
 
 @attrs.define(slots=True, eq=False)
@@ -103,6 +104,8 @@ class InMemoryCacheAdapter(BaseCacheAdapter):
         self._flights: dict[str, _Flight] = {}
         self._lock = threading.Lock()
         self._stats = CacheStats()
+        self._fast_hits = 0  # hits of the fast path, folded into the statistics when read
+        self._checked_ttl: Any = MISSING
         self._sync = _SyncMemory(self)
         self._background: set[asyncio.Task[Any]] = set()
         # Hits need no bookkeeping (LRU order, early refresh) unless these options are on.
@@ -159,7 +162,9 @@ class InMemoryCacheAdapter(BaseCacheAdapter):
                 ttl = ttl * (1.0 - self.jitter * random.random())
             soft = now + ttl
             hard = soft + self.stale_ttl
-        self._entries[key] = _Entry(value, soft, hard, versions, tuple(tags), delta)
+        self._entries[key] = _Entry(
+            value, soft, hard, versions, tuple(tags), delta, self._plain_hits and not tags
+        )
         self._entries.move_to_end(key)
         if self.max_entries is not None:
             while len(self._entries) > self.max_entries:
@@ -218,18 +223,14 @@ class InMemoryCacheAdapter(BaseCacheAdapter):
         entry = self._entries.get(key)
         if (
             entry is not None
-            and not entry.tags
-            and self._plain_hits
+            and entry.plain
             and self._clock() < entry.soft_deadline
-            and (
-                ttl_seconds is MISSING
-                # A valid TTL that needs no conversion; anything else takes the checked path.
-                or (((kind := ttl_seconds.__class__) is int or kind is float) and ttl_seconds >= 0)  # type: ignore[operator]
-            )
+            and (ttl_seconds is self._checked_ttl or ttl_seconds is MISSING)
         ):
-            self._stats.hits += 1
+            self._fast_hits += 1
             return entry.value
         ttl = self._ttl(ttl_seconds)
+        self._checked_ttl = ttl_seconds  # valid: later hits with this same object skip the check
         # One decision under the lock, so a thread and a coroutine never both start computing.
         with self._lock:
             entry, fresh = self._lookup(key, self._clock())
@@ -358,6 +359,8 @@ class InMemoryCacheAdapter(BaseCacheAdapter):
         with self._lock:
             keys = list(itertools.islice(self._entries, _KEYS_REPORTED))
             size = len(self._entries)
+        self._stats.hits += self._fast_hits
+        self._fast_hits = 0
         report = self._stats.as_dict(size=size, keys=keys)
         report["in_flight"] = len(self._flights)
         report["tags"] = len(self._tags)
