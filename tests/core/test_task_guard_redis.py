@@ -73,6 +73,10 @@ def work(x):
 r.rpush(prefix + "outcomes", work.delay(1).outcome)
 with threads.cond:
     assert threads.cond.wait_for(lambda: threads.pending == 0, timeout=45)
+# A message held in the shared guard may be released by another process: nothing about it may
+# stay behind in this one.
+from cachewire.tasks._task import _held_dispatchers
+assert not _held_dispatchers, _held_dispatchers
 """
 
 EXPECTED = {

@@ -15,7 +15,7 @@ from cachewire._settings import get_settings
 from cachewire.dispatch._base import Dispatcher
 from cachewire.errors import ConfigurationError, DispatchError
 from cachewire.tasks._context import SubmitResult, TaskContext, count
-from cachewire.tasks._guard import Guard, resolve_guard
+from cachewire.tasks._guard import Guard, LocalGuard, resolve_guard
 from cachewire.tasks._message import DUPLICATE_POLICIES, TaskMessage
 from cachewire.tasks._registry import TaskRegistry, default_registry
 
@@ -319,8 +319,10 @@ class Task(Generic[P, R]):
         if guarded:
             guard = self.guard
             key = message.duplicate_key
-            if message.on_duplicate in ("serial", "queue_one"):
-                # Remember the dispatcher before the guard can hand the message to a runner.
+            if message.on_duplicate in ("serial", "queue_one") and isinstance(guard, LocalGuard):
+                # Remember the dispatcher before the guard can hand the message to a runner. A
+                # shared guard may hand it to another process, which resolves the message's
+                # dispatcher name or the task's own option instead (nothing is left behind here).
                 with _held_lock:
                     _held_dispatchers[message.uuid] = dispatcher
             outcome = guard.admit(key, message.on_duplicate, message_json)
