@@ -101,6 +101,22 @@ def test_collect_sends_identical_invalidations_once(make_target: Any) -> None:
     assert target.calls == [{"customer_id": 3}]
 
 
+def test_collect_keeps_equal_values_of_different_types_apart(make_target: Any) -> None:
+    target = make_target()
+    Rule(model=Order, field_mapping={"customer_id": "customer_id"}, function=target)
+    uid = uuid.UUID(int=3)
+    with collect():
+        for value in (1, True, 1, "1", True, uid, uuid.UUID(int=3)):
+            changed(Order, Order(id=0, customer_id=value))
+    # 1, True and "1" name different partitions (their cache keys differ); repeats collapse.
+    assert target.calls == [
+        {"customer_id": 1},
+        {"customer_id": True},
+        {"customer_id": "1"},
+        {"customer_id": uid},
+    ]
+
+
 def test_collect_discards_work_when_the_block_raises(make_target: Any) -> None:
     target = make_target()
     Rule(model=Order, field_mapping={"customer_id": "customer_id"}, function=target)

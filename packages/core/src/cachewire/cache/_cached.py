@@ -84,6 +84,8 @@ class CachedFunction(Generic[P, R]):
         self._stale_ttl = stale_ttl
         self._is_async = inspect.iscoroutinefunction(function)
         self._function_tag = "f:" + escape(self.cache_id)
+        self._partition_prefix = f"p:{escape(self.cache_id)}|"
+        self._plans: dict[frozenset[str], str] = {}  # invalidation kind per set of names
         with _registry_lock:
             existing = _registry.get(self.cache_id)
             if existing is not None and existing.__wrapped__.__qualname__ != qualname:
@@ -111,7 +113,7 @@ class CachedFunction(Generic[P, R]):
         values = "".join(
             encode_value(arguments[name], where=f"argument {name!r}") for name in self.partition
         )
-        return f"p:{escape(self.cache_id)}|{values}"
+        return self._partition_prefix + values
 
     def _tags(self, arguments: dict[str, Any]) -> tuple[str, ...]:
         if self.partition:
@@ -182,12 +184,22 @@ class CachedFunction(Generic[P, R]):
             )
 
     def _plan(self, kwargs: dict[str, Any]) -> tuple[str, str | None]:
-        self.check_invalidation_params(kwargs)
-        if not kwargs:
+        names = frozenset(kwargs)
+        kind = self._plans.get(names)
+        if kind is None:
+            self.check_invalidation_params(names)
+            if not names:
+                kind = "function"
+            elif names == set(self.parameters) and (
+                not self.partition or len(self.partition) < len(self.parameters)
+            ):
+                kind = "key"
+            else:
+                kind = "partition"
+            self._plans[names] = kind
+        if kind == "function":
             return "tag", self._function_tag
-        if set(kwargs) == set(self.parameters) and (
-            not self.partition or len(self.partition) < len(self.parameters)
-        ):
+        if kind == "key":
             arguments = {name: kwargs[name] for name in self.parameters}
             return "key", encode_key(self.cache_id, arguments)
         return "tag", self._partition_tag(kwargs)

@@ -17,7 +17,7 @@ from cachewire.dispatch._base import Dispatcher
 from cachewire.dispatch._policy import resolve_raise_exception
 from cachewire.dispatch._stats import dispatch_stats
 from cachewire.errors import CachewireError, DispatchError
-from cachewire.rules._payload import encode_payload, encode_value
+from cachewire.rules._payload import encode_value
 from cachewire.rules._rule import Rule, rules_for_model
 
 __all__ = ["ChangeBatch", "changed", "collect", "current_batch"]
@@ -25,6 +25,7 @@ __all__ = ["ChangeBatch", "changed", "collect", "current_batch"]
 logger = logging.getLogger("cachewire.rules")
 
 EVENTS = ("save", "delete")
+_PLAIN = frozenset({int, str, bool, type(None)})
 
 
 def _old_kwargs(rule: Rule, old: Any, new_kwargs: Mapping[str, Any]) -> dict[str, Any]:
@@ -49,11 +50,17 @@ class ChangeBatch:
 
     def add(self, rule: Rule, kwargs: dict[str, Any]) -> None:
         """Queue one invalidation; identical ones collapse. Raises if an argument cannot travel."""
-        encoded = {
-            name: encode_value(value, where=f"rule {rule.id!r} argument {name!r}")
-            for name, value in kwargs.items()
-        }
-        self._work.setdefault((rule.id, json.dumps(encoded, sort_keys=True)), (rule, kwargs))
+        rule_id = rule.id
+        if all(type(value) in _PLAIN for value in kwargs.values()):
+            # Travels as it is; equal values of different types (1, 1.0, True) stay apart.
+            identity = repr(sorted((name, type(v).__name__, v) for name, v in kwargs.items()))
+        else:
+            encoded = {
+                name: encode_value(value, where=f"rule {rule_id!r} argument {name!r}")
+                for name, value in kwargs.items()
+            }
+            identity = json.dumps(encoded, sort_keys=True)
+        self._work.setdefault((rule_id, identity), (rule, kwargs))
 
     def discard(self) -> None:
         """Drop the gathered work (the change was rolled back)."""
@@ -84,10 +91,17 @@ class ChangeBatch:
 
 
 def _dispatcher_for(rule: Rule) -> Dispatcher:
+    """The rule's dispatcher, kept on the rule until the settings change."""
+    settings = get_settings()
+    known = rule._dispatcher
+    if known is not None and known[0] is settings:
+        return known[1]  # type: ignore[no-any-return]
     from cachewire.dispatch import get_dispatcher
 
-    spec = rule.dispatcher if rule.dispatcher is not None else get_settings().default_dispatcher
-    return get_dispatcher(spec, rule.dispatcher_config)
+    spec = rule.dispatcher if rule.dispatcher is not None else settings.default_dispatcher
+    dispatcher = get_dispatcher(spec, rule.dispatcher_config)
+    rule._dispatcher = (settings, dispatcher)
+    return dispatcher
 
 
 def _send(
@@ -98,7 +112,7 @@ def _send(
 ) -> None:
     rule_ids = list(rules)
     try:
-        encode_payload(rule_ids, rule_kwargs)  # fail here, not in a worker
+        # Every argument was checked for the wire when it was added, so nothing fails in a worker.
         dispatcher.dispatch(rule_ids=rule_ids, rule_kwargs=rule_kwargs, loop=loop)
         dispatch_stats.bump("dispatched", len(rule_ids))
     except Exception as exc:

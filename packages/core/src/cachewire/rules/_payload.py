@@ -46,26 +46,38 @@ def encode_value(value: Any, *, where: str = "value") -> Any:
     )
 
 
+_DECODERS: dict[str, Any] = {
+    "uuid": uuid.UUID,
+    "decimal": decimal.Decimal,
+    "datetime": dt.datetime.fromisoformat,
+    "date": dt.date.fromisoformat,
+    "time": dt.time.fromisoformat,
+    "float": float,
+}
+_PLAIN = frozenset({int, str, bool, type(None)})
+
+
 def decode_value(value: Any) -> Any:
     """The inverse of `encode_value`."""
+    if type(value) in _PLAIN:
+        return value
     if isinstance(value, list):
         return [decode_value(v) for v in value]
     if not isinstance(value, dict):
         return value
     tag, raw = value.get(_TAG), value.get("v")
-    decoders: dict[str, Any] = {
-        "uuid": uuid.UUID,
-        "decimal": decimal.Decimal,
-        "datetime": dt.datetime.fromisoformat,
-        "date": dt.date.fromisoformat,
-        "time": dt.time.fromisoformat,
-        "float": float,
-    }
     if tag == "tuple":
         return tuple(decode_value(v) for v in raw or ())
-    if tag in decoders:
-        return decoders[tag](raw)
+    decoder = _DECODERS.get(tag)  # type: ignore[arg-type]
+    if decoder is not None:
+        return decoder(raw)
     raise PayloadError(f"unknown value tag {tag!r} in a rule payload")
+
+
+def _encode_argument(value: Any, rule_id: str, name: str) -> Any:
+    if type(value) in _PLAIN:
+        return value
+    return encode_value(value, where=f"rule {rule_id!r} argument {name!r}")
 
 
 def encode_payload(
@@ -79,10 +91,7 @@ def encode_payload(
         "rule_ids": list(rule_ids),
         "rule_kwargs": {
             rule_id: [
-                {
-                    name: encode_value(value, where=f"rule {rule_id!r} argument {name!r}")
-                    for name, value in kwargs.items()
-                }
+                {name: _encode_argument(value, rule_id, name) for name, value in kwargs.items()}
                 for kwargs in rule_kwargs.get(rule_id, ())
             ]
             for rule_id in rule_ids

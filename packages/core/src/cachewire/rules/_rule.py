@@ -87,6 +87,8 @@ class Rule:
     function: Any = None
     label: str = attrs.field(init=False)
     target: CachedTarget | None = attrs.field(init=False, default=None)
+    _id: str | None = attrs.field(init=False, default=None, repr=False)
+    _dispatcher: tuple[Any, Any] | None = attrs.field(init=False, default=None, repr=False)
 
     def __attrs_post_init__(self) -> None:
         self.label = model_label(self.model)
@@ -105,6 +107,11 @@ class Rule:
     @property
     def id(self) -> str:
         """Stable across processes: ``name`` or derived from function, model and mapping."""
+        if self._id is None:
+            self._id = self._derive_id()
+        return self._id
+
+    def _derive_id(self) -> str:
         if self.name:
             return self.name
         target_id = self.target.cache_id if self.target is not None else str(self.function)
@@ -118,6 +125,7 @@ class Rule:
             raise ConfigurationError(f"rule {self.id!r} is already attached to another function")
         function.check_invalidation_params(tuple(self.field_mapping))
         self.target = function
+        self._id = None  # derived from the target from now on
         _register(self, function.cache_id)
 
     def resolve_target(self) -> CachedTarget:
@@ -128,6 +136,7 @@ class Rule:
 
         found: CachedTarget = get_cached_function(str(self.function))
         self.target = found
+        self._id = None
         return found
 
     def kwargs_for(self, obj: Any) -> dict[str, Any]:
