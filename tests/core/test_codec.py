@@ -1,13 +1,16 @@
 from __future__ import annotations
 
+import dataclasses
+import datetime as dt
+import pickle
 from typing import Any
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from cachewire.cache._codec import JsonCodec
-from cachewire.errors import SerializationError
+from cachewire.cache import JsonCodec, PickleCodec
+from cachewire.errors import ConfigurationError, SerializationError
 
 json_values = st.recursive(
     st.none()
@@ -30,3 +33,88 @@ def test_json_values_round_trip_equal(value: Any) -> None:
 def test_values_that_would_change_are_refused_before_storing(value: Any) -> None:
     with pytest.raises(SerializationError):
         JsonCodec().encode(value)
+
+
+# ------------------------------------------------------------------ signed pickle
+
+SECRET = "a secret of more than sixteen bytes"
+unpickled: list[str] = []
+
+
+@dataclasses.dataclass(frozen=True)
+class Point:
+    x: int
+    y: int
+
+
+class Tripwire:
+    """Unpickling it leaves a trace: proof that bytes were (or were not) unpickled."""
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (unpickled.append, ("unpickled",))
+
+
+@pytest.mark.parametrize(
+    "value",
+    [(1, "a"), {1: "int key"}, {2, 3}, dt.datetime(2026, 11, 25, 8, 0), Point(1, 2), None],
+)
+def test_pickle_codec_round_trips_what_json_cannot(value: Any) -> None:
+    codec = PickleCodec(SECRET)
+    assert codec.decode(codec.encode(value)) == value
+
+
+def test_altered_bytes_are_refused_and_never_unpickled() -> None:
+    codec = PickleCodec(SECRET)
+    signed = codec.encode("harmless")
+    forged = signed[:32] + pickle.dumps(Tripwire())
+    with pytest.raises(SerializationError, match="signature"):
+        codec.decode(forged)
+    with pytest.raises(SerializationError, match="signature"):
+        codec.decode(b"short")
+    assert unpickled == []
+
+
+def test_another_key_cannot_read_and_cannot_forge() -> None:
+    forged = PickleCodec("another secret of sixteen+ bytes").encode(Tripwire())
+    with pytest.raises(SerializationError, match="secret_key"):
+        PickleCodec(SECRET).decode(forged)
+    assert unpickled == []
+
+
+@pytest.mark.parametrize("key", ["", "short", b"fifteen bytes!!"])
+def test_a_short_secret_is_refused(key: Any) -> None:
+    with pytest.raises(ConfigurationError, match="at least 16 bytes"):
+        PickleCodec(key)
+
+
+def test_unpicklable_values_fail_loudly() -> None:
+    with pytest.raises(SerializationError, match="cannot be pickled"):
+        PickleCodec(SECRET).encode(lambda: 1)
+
+
+def test_codec_ids_keep_json_and_pickle_apart() -> None:
+    assert PickleCodec(SECRET).codec_id != JsonCodec.codec_id
+    assert PickleCodec(SECRET, protocol=4).codec_id != PickleCodec(SECRET, protocol=5).codec_id
+
+
+@pytest.mark.redis
+async def test_redis_adapter_with_pickle_codec(redis_db_url: str) -> None:
+    from cachewire.cache import RedisCacheAdapter
+
+    writer = RedisCacheAdapter(redis_db_url, namespace="pk", codec=PickleCodec(SECRET))
+    value = (Point(1, 2), dt.date(2026, 11, 25))
+    assert await writer.get_or_create("k", lambda: value) == value
+    assert await writer.get_or_create("k", lambda: "recomputed") == value  # a hit, same types
+    # A reader with another key refuses the bytes, counts it, recomputes and overwrites.
+    stranger = RedisCacheAdapter(
+        redis_db_url, namespace="pk", codec=PickleCodec("another secret of sixteen+ bytes")
+    )
+    assert await stranger.get_or_create("k", lambda: "theirs") == "theirs"
+    assert stranger.get_stats()["decode_errors"] == 1
+    # A JSON reader sees a value of another codec: a clean miss, nothing decoded.
+    plain = RedisCacheAdapter(redis_db_url, namespace="pk")
+    assert await plain.get("k", "absent") == "absent"
+    assert plain.get_stats()["decode_errors"] == 0
+    assert unpickled == []
+    for adapter in (writer, stranger, plain):
+        await adapter.aclose()

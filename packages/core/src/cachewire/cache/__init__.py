@@ -6,6 +6,7 @@ from typing import Any
 
 from cachewire.cache._base import MISSING, BaseCacheAdapter, SyncCacheAdapter, validate_ttl
 from cachewire.cache._cached import CachedFunction, cached, get_cached_function
+from cachewire.cache._codec import Codec, JsonCodec, PickleCodec
 from cachewire.cache._keys import encode_key
 from cachewire.cache._memory import InMemoryCacheAdapter
 from cachewire.cache._stats import CacheStats
@@ -15,7 +16,10 @@ __all__ = [
     "BaseCacheAdapter",
     "CacheStats",
     "CachedFunction",
+    "Codec",
     "InMemoryCacheAdapter",
+    "JsonCodec",
+    "PickleCodec",
     "RedisCacheAdapter",
     "SyncCacheAdapter",
     "cached",
