@@ -68,6 +68,31 @@ def _record_error(message: TaskMessage, exc: BaseException) -> None:
         logger.error("task %s [%s] raised", message.name, message.uuid, exc_info=exc)
 
 
+def _before(task_obj: Task[..., Any], ctx: TaskContext) -> None:
+    for middleware in task_obj.middlewares:
+        middleware.before_execute(ctx)
+
+
+def _outcome(
+    task_obj: Task[..., Any],
+    ctx: TaskContext,
+    message: TaskMessage,
+    result: Any,
+    error: Exception | None,
+    raise_errors: bool,
+) -> Any:
+    """After the body: the after-hooks, then the count, and the result or the error."""
+    for middleware in task_obj.middlewares:
+        middleware.after_execute(ctx, result, error)
+    if error is None:
+        count("succeeded")
+        return result
+    _record_error(message, error)
+    if raise_errors:
+        raise error
+    return None
+
+
 def _run_coroutine(factory: Callable[[], Coroutine[Any, Any, T]]) -> T:
     try:
         asyncio.get_running_loop()
@@ -123,24 +148,15 @@ def run_task(
         )
         for middleware in reversed(task_obj.middlewares):
             call = functools.partial(middleware.around_execute, ctx, call)
+        _before(task_obj, ctx)
         result: Any = None
-        error: BaseException | None = None
-        for middleware in task_obj.middlewares:
-            middleware.before_execute(ctx)
+        error: Exception | None = None
         try:
             with _keep_alive(task_obj, message):
                 result = call()
         except Exception as exc:
             error = exc
-        for middleware in task_obj.middlewares:
-            middleware.after_execute(ctx, result, error)
-        if error is not None:
-            _record_error(message, error)
-            if raise_errors:
-                raise error
-            return None
-        count("succeeded")
-        return result
+        return _outcome(task_obj, ctx, message, result, error, raise_errors)
     finally:
         if message.on_duplicate != "parallel":
             release_next(task_obj, message.duplicate_key)
@@ -178,24 +194,15 @@ async def arun_task(
     for middleware in reversed(task_obj.middlewares):
         call = functools.partial(middleware.aaround_execute, ctx, call)
     try:
+        _before(task_obj, ctx)
         result: Any = None
-        error: BaseException | None = None
-        for middleware in task_obj.middlewares:
-            middleware.before_execute(ctx)
+        error: Exception | None = None
         try:
             with _keep_alive(task_obj, message):
                 result = await _timed(call, message)
         except Exception as exc:
             error = exc
-        for middleware in task_obj.middlewares:
-            middleware.after_execute(ctx, result, error)
-        if error is not None:
-            _record_error(message, error)
-            if raise_errors:
-                raise error
-            return None
-        count("succeeded")
-        return result
+        return _outcome(task_obj, ctx, message, result, error, raise_errors)
     finally:
         if message.on_duplicate != "parallel":
             release_next(task_obj, message.duplicate_key)
