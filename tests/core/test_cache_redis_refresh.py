@@ -238,3 +238,17 @@ def test_a_client_that_decodes_responses_is_refused(redis_db_url: str) -> None:
 
     with pytest.raises(ConfigurationError, match="decode_responses=False"):
         RedisCacheAdapter(client=aioredis.Redis.from_url(redis_db_url, decode_responses=True))
+
+
+async def test_many_distinct_keys_leave_no_per_key_state_in_the_process(
+    redis_db_url: str,
+) -> None:
+    cache = RedisCacheAdapter(redis_db_url, namespace="many")
+    for round_ in range(2):  # misses, then hits
+        await asyncio.gather(
+            *(cache.get_or_create(f"k{index}", lambda index=index: index) for index in range(500))
+        )
+        assert cache._local == {}, f"round {round_}"
+        assert cache._background == set()
+    assert cache.get_stats()["creator_calls"] == 500
+    await cache.aclose()
