@@ -49,6 +49,9 @@ def _check(value: Any, path: str) -> None:
     )
 
 
+_json_decode = json.JSONDecoder().decode
+
+
 class JsonCodec:
     """Strict JSON: only values that round-trip unchanged (dict with str keys, list, str, int,
     float, bool, None). Anything else raises `SerializationError` before it is stored."""
@@ -60,7 +63,7 @@ class JsonCodec:
         return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
 
     def decode(self, data: bytes) -> Any:
-        return json.loads(data)
+        return _json_decode(data.decode())
 
 
 class PickleCodec:

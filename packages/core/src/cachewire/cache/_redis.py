@@ -15,6 +15,7 @@ import re
 import secrets
 import threading
 import time
+import weakref
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any, TypeVar, cast
 
@@ -226,6 +227,7 @@ class RedisCacheAdapter(BaseCacheAdapter):
         early_refresh_beta: float | None = None,
         jitter: float = 0.0,
         fail_open: bool = True,
+        max_connections: int = 100,
     ) -> None:
         if redis_url is None and client is None:
             raise ConfigurationError("RedisCacheAdapter needs redis_url= or client=")
@@ -238,6 +240,12 @@ class RedisCacheAdapter(BaseCacheAdapter):
             )
         if not 0.0 <= jitter < 1.0:
             raise ConfigurationError(f"jitter must be in [0, 1), got {jitter!r}")
+        if isinstance(max_connections, bool) or not (
+            isinstance(max_connections, int) and max_connections >= 1
+        ):
+            raise ConfigurationError(
+                f"max_connections must be an int >= 1, got {max_connections!r}"
+            )
         self.codec: Codec = codec or JsonCodec()
         if not _CODEC_ID.fullmatch(self.codec.codec_id):
             raise ConfigurationError(
@@ -258,10 +266,30 @@ class RedisCacheAdapter(BaseCacheAdapter):
         self.jitter = jitter
         self.fail_open = fail_open
         self._ns = escape(namespace)
-        self._client = client or aioredis.Redis.from_url(redis_url)  # type: ignore[arg-type]
-        self._sync_client = sync_client or (
-            redis.Redis.from_url(redis_url) if redis_url is not None else None
+        self._client = client or aioredis.Redis.from_url(
+            redis_url,  # type: ignore[arg-type]
+            max_connections=max_connections,
         )
+        self._sync_client = sync_client or (
+            redis.Redis.from_url(redis_url, max_connections=max_connections)
+            if redis_url is not None
+            else None
+        )
+        # redis-py refuses a command outright when its pool is exhausted; callers beyond the
+        # pool's size wait for a connection here instead (one gate per event loop).
+        self._max_connections = min(
+            max_connections, self._client.connection_pool.max_connections or max_connections
+        )
+        self._gates: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = (
+            weakref.WeakKeyDictionary()
+        )
+        self._gate_loop: asyncio.AbstractEventLoop | None = None
+        self._gate_of_loop = asyncio.Semaphore(1)  # replaced on first use
+        sync_pool = self._sync_client.connection_pool if self._sync_client is not None else None
+        self._sync_gate = threading.BoundedSemaphore(
+            min(max_connections, (sync_pool.max_connections if sync_pool else 0) or max_connections)
+        )
+        self._last_ttl: tuple[Any, tuple[float | None, int]] = (object(), (None, -1))
         self._lock_ms = max(1, round(self.lock_timeout * 1000))
         self._stale_ms = round(self.stale_ttl * 1000)
         # Escaped names are plain ASCII without quotes, so they can be written into the script.
@@ -300,8 +328,12 @@ class RedisCacheAdapter(BaseCacheAdapter):
         return keys
 
     def _ttl_ms(self, ttl_seconds: float | _Missing | None) -> tuple[float | None, int]:
+        if ttl_seconds is self._last_ttl[0]:
+            return self._last_ttl[1]  # the same object as last time, already checked
         ttl = self.default_ttl if isinstance(ttl_seconds, _Missing) else validate_ttl(ttl_seconds)
-        return ttl, (-1 if ttl is None else max(1, round(ttl * 1000)))
+        checked = (ttl, (-1 if ttl is None else max(1, round(ttl * 1000))))
+        self._last_ttl = (ttl_seconds, checked)
+        return checked
 
     def _token(self) -> str:
         # The pid keeps tokens apart in forked children that inherit the counter.
@@ -426,12 +458,23 @@ class RedisCacheAdapter(BaseCacheAdapter):
 
     # ----------------------------------------------------------------- async
 
+    def _gate(self) -> asyncio.Semaphore:
+        loop = asyncio.get_running_loop()
+        if loop is self._gate_loop:
+            return self._gate_of_loop
+        gate = self._gates.get(loop)
+        if gate is None:
+            gate = self._gates[loop] = asyncio.Semaphore(self._max_connections)
+        self._gate_loop, self._gate_of_loop = loop, gate
+        return gate
+
     async def _eval(self, source: str, sha: str, keys: list[str], args: list[Any]) -> Any:
-        try:
-            return await self._client.evalsha(sha, len(keys), *keys, *args)
-        except redis_errors.NoScriptError:
-            await self._client.script_load(source)
-            return await self._client.evalsha(sha, len(keys), *keys, *args)
+        async with self._gate():
+            try:
+                return await self._client.evalsha(sha, len(keys), *keys, *args)
+            except redis_errors.NoScriptError:
+                await self._client.script_load(source)
+                return await self._client.evalsha(sha, len(keys), *keys, *args)
 
     async def _read(self, keys: list[str], args: list[str]) -> _Read | bytes:
         sent = [keys[0], *keys[3:]] if len(keys) > 3 else keys[:1]
@@ -439,9 +482,11 @@ class RedisCacheAdapter(BaseCacheAdapter):
 
     async def _fetch(self, keys: list[str]) -> tuple[bytes | None, bytes]:
         """The stored record of ``keys[0]`` and the current versions of its tags."""
-        if len(keys) == 3:
-            return cast(bytes | None, await self._client.get(keys[0])), b""
-        record, *versions = cast(list[bytes | None], await self._client.mget(keys[0], *keys[3:]))
+        async with self._gate():
+            if len(keys) == 3:
+                return cast(bytes | None, await self._client.get(keys[0])), b""
+            found = await self._client.mget(keys[0], *keys[3:])
+        record, *versions = cast(list[bytes | None], found)
         return record, _versions(versions)
 
     async def get_or_create(
@@ -739,7 +784,7 @@ class RedisCacheAdapter(BaseCacheAdapter):
 
     async def invalidate_tags(self, tags: Sequence[str]) -> None:
         try:
-            async with self._client.pipeline(transaction=False) as pipe:
+            async with self._gate(), self._client.pipeline(transaction=False) as pipe:
                 for tag in tags:
                     pipe.incr(self._tag_key(tag))
                 await pipe.execute()
@@ -748,16 +793,20 @@ class RedisCacheAdapter(BaseCacheAdapter):
 
     async def clear(self) -> None:
         try:
-            await self._client.incr(f"{self._ns}:epoch")
+            async with self._gate():
+                await self._client.incr(f"{self._ns}:epoch")
             for kind in ("v", "l"):
                 batch: list[Any] = []
-                async for name in self._client.scan_iter(match=f"{self._ns}:{kind}:*", count=500):
-                    batch.append(name)
-                    if len(batch) >= 500:
+                async with self._gate():
+                    async for name in self._client.scan_iter(
+                        match=f"{self._ns}:{kind}:*", count=500
+                    ):
+                        batch.append(name)
+                        if len(batch) >= 500:
+                            await self._client.unlink(*batch)
+                            batch = []
+                    if batch:
                         await self._client.unlink(*batch)
-                        batch = []
-                if batch:
-                    await self._client.unlink(*batch)
         except _BACKEND_ERRORS as exc:
             self._backend_failed(exc)
 
@@ -800,16 +849,19 @@ class _SyncRedis(SyncCacheAdapter):
 
     def _eval(self, source: str, sha: str, keys: list[str], args: list[Any]) -> Any:
         client = self._client()
-        try:
-            return client.evalsha(sha, len(keys), *keys, *args)
-        except redis_errors.NoScriptError:
-            client.script_load(source)
-            return client.evalsha(sha, len(keys), *keys, *args)
+        with self._cache._sync_gate:
+            try:
+                return client.evalsha(sha, len(keys), *keys, *args)
+            except redis_errors.NoScriptError:
+                client.script_load(source)
+                return client.evalsha(sha, len(keys), *keys, *args)
 
     def _fetch(self, keys: list[str]) -> tuple[bytes | None, bytes]:
-        if len(keys) == 3:
-            return cast(bytes | None, self._client().get(keys[0])), b""
-        record, *versions = cast(list[bytes | None], self._client().mget(keys[0], *keys[3:]))
+        with self._cache._sync_gate:
+            if len(keys) == 3:
+                return cast(bytes | None, self._client().get(keys[0])), b""
+            found = self._client().mget(keys[0], *keys[3:])
+        record, *versions = cast(list[bytes | None], found)
         return record, _versions(versions)
 
     def _read(self, keys: list[str], args: list[str]) -> _Read | bytes:
@@ -971,7 +1023,7 @@ class _SyncRedis(SyncCacheAdapter):
     def invalidate_tags(self, tags: Sequence[str]) -> None:
         cache = self._cache
         try:
-            with self._client().pipeline(transaction=False) as pipe:
+            with cache._sync_gate, self._client().pipeline(transaction=False) as pipe:
                 for tag in tags:
                     pipe.incr(cache._tag_key(tag))
                 pipe.execute()
@@ -982,10 +1034,11 @@ class _SyncRedis(SyncCacheAdapter):
         cache = self._cache
         client = self._client()
         try:
-            client.incr(f"{cache._ns}:epoch")
-            for kind in ("v", "l"):
-                names = list(client.scan_iter(match=f"{cache._ns}:{kind}:*", count=500))
-                for start in range(0, len(names), 500):
-                    client.unlink(*names[start : start + 500])
+            with cache._sync_gate:
+                client.incr(f"{cache._ns}:epoch")
+                for kind in ("v", "l"):
+                    names = list(client.scan_iter(match=f"{cache._ns}:{kind}:*", count=500))
+                    for start in range(0, len(names), 500):
+                        client.unlink(*names[start : start + 500])
         except _BACKEND_ERRORS as exc:
             cache._backend_failed(exc)
