@@ -3,6 +3,8 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import pickle
+import uuid
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -47,11 +49,29 @@ class Point:
     y: int
 
 
+def _record_unpickling(label: str) -> None:
+    unpickled.append(label)
+
+
 class Tripwire:
     """Unpickling it leaves a trace: proof that bytes were (or were not) unpickled."""
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return (unpickled.append, ("unpickled",))
+        # A module-level function, pickled by name: `unpickled.append` would pickle a copy of
+        # the list, and the trace would land in that copy.
+        return (_record_unpickling, ("unpickled",))
+
+
+@pytest.fixture(autouse=True)
+def _no_trace() -> Iterator[None]:
+    unpickled.clear()
+    yield
+    unpickled.clear()
+
+
+def test_the_tripwire_leaves_a_trace_when_unpickled() -> None:
+    pickle.loads(pickle.dumps(Tripwire()))
+    assert unpickled == ["unpickled"]
 
 
 @pytest.mark.parametrize(
@@ -87,6 +107,12 @@ def test_a_short_secret_is_refused(key: Any) -> None:
         PickleCodec(key)
 
 
+@pytest.mark.parametrize("key", [32, None, ["a secret of more than sixteen bytes"]])
+def test_a_secret_that_is_not_bytes_or_str_is_refused(key: Any) -> None:
+    with pytest.raises(ConfigurationError, match="bytes or str"):
+        PickleCodec(key)
+
+
 def test_unpicklable_values_fail_loudly() -> None:
     with pytest.raises(SerializationError, match="cannot be pickled"):
         PickleCodec(SECRET).encode(lambda: 1)
@@ -101,20 +127,29 @@ def test_codec_ids_keep_json_and_pickle_apart() -> None:
 async def test_redis_adapter_with_pickle_codec(redis_db_url: str) -> None:
     from cachewire.cache import RedisCacheAdapter
 
-    writer = RedisCacheAdapter(redis_db_url, namespace="pk", codec=PickleCodec(SECRET))
-    value = (Point(1, 2), dt.date(2026, 11, 25))
-    assert await writer.get_or_create("k", lambda: value) == value
-    assert await writer.get_or_create("k", lambda: "recomputed") == value  # a hit, same types
-    # A reader with another key refuses the bytes, counts it, recomputes and overwrites.
+    namespace = f"pickle-{uuid.uuid4().hex}"
+    writer = RedisCacheAdapter(redis_db_url, namespace=namespace, codec=PickleCodec(SECRET))
     stranger = RedisCacheAdapter(
-        redis_db_url, namespace="pk", codec=PickleCodec("another secret of sixteen+ bytes")
+        redis_db_url, namespace=namespace, codec=PickleCodec("another secret of sixteen+ bytes")
     )
-    assert await stranger.get_or_create("k", lambda: "theirs") == "theirs"
-    assert stranger.get_stats()["decode_errors"] == 1
-    # A JSON reader sees a value of another codec: a clean miss, nothing decoded.
-    plain = RedisCacheAdapter(redis_db_url, namespace="pk")
-    assert await plain.get("k", "absent") == "absent"
-    assert plain.get_stats()["decode_errors"] == 0
-    assert unpickled == []
-    for adapter in (writer, stranger, plain):
-        await adapter.aclose()
+    plain = RedisCacheAdapter(redis_db_url, namespace=namespace)
+    try:
+        value = (Point(1, 2), dt.date(2026, 11, 25))
+        assert await writer.get_or_create("k", lambda: value) == value
+        assert await writer.get_or_create("k", lambda: "recomputed") == value  # a hit, same types
+        # A reader with another key refuses the bytes, counts it, recomputes and overwrites.
+        assert await stranger.get("k", "absent") == "absent"
+        assert await stranger.get_or_create("k", lambda: "theirs") == "theirs"
+        assert stranger.get_stats()["decode_errors"] == 2
+        # A JSON reader sees a value of another codec: a clean miss, nothing decoded.
+        assert await plain.get("k", "absent") == "absent"
+        assert plain.get_stats()["decode_errors"] == 0
+        # What a wrong key wrote is never unpickled: the caller gets a fresh value, no error.
+        await stranger.set("trap", Tripwire())
+        assert await writer.get_or_create("trap", lambda: ("safe",)) == ("safe",)
+        assert writer.sync.get_or_create("trap", lambda: ("unused",)) == ("safe",)
+        assert writer.get_stats()["decode_errors"] == 1
+        assert unpickled == []
+    finally:
+        for adapter in (writer, stranger, plain):
+            await adapter.aclose()

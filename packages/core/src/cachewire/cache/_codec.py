@@ -78,7 +78,16 @@ class PickleCodec:
     _SIGNATURE_BYTES = 32
 
     def __init__(self, secret_key: bytes | str, *, protocol: int = pickle.HIGHEST_PROTOCOL) -> None:
-        key = secret_key.encode() if isinstance(secret_key, str) else bytes(secret_key)
+        if isinstance(secret_key, str):
+            key = secret_key.encode()
+        elif isinstance(secret_key, bytes | bytearray):
+            key = bytes(secret_key)
+        else:
+            # bytes(32) would be 32 zero bytes: a key anyone can guess.
+            raise ConfigurationError(
+                f"PickleCodec secret_key must be bytes or str (for example Django's SECRET_KEY), "
+                f"got {type(secret_key).__name__}"
+            )
         if len(key) < 16:
             raise ConfigurationError(
                 f"PickleCodec needs a secret_key of at least 16 bytes, shared by every process "
