@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextvars
 import hashlib
 import inspect
@@ -183,6 +184,49 @@ def _payload(record: bytes) -> bytes:
     return record.split(b"\n", 4)[4]
 
 
+class _Gate:
+    """At most ``free`` commands in flight on one event loop; the others wait their turn."""
+
+    __slots__ = ("_waiters", "free")
+
+    def __init__(self, size: int) -> None:
+        self.free = size
+        self._waiters: collections.deque[asyncio.Future[None]] = collections.deque()
+
+    def take(self) -> bool:
+        """Take a slot if one is free and nobody is waiting for one."""
+        if self.free > 0 and not self._waiters:
+            self.free -= 1
+            return True
+        return False
+
+    async def wait(self) -> None:
+        """Wait until a slot is handed over."""
+        turn = asyncio.get_running_loop().create_future()
+        self._waiters.append(turn)
+        try:
+            await turn
+        except asyncio.CancelledError:
+            if turn.done() and not turn.cancelled():
+                self.release()  # handed over just as this caller was cancelled: pass it on
+            raise
+
+    def release(self) -> None:
+        while self._waiters:
+            turn = self._waiters.popleft()
+            if not turn.done():
+                turn.set_result(None)  # the slot goes straight to the next in line
+                return
+        self.free += 1
+
+    async def __aenter__(self) -> None:
+        if not self.take():
+            await self.wait()
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self.release()
+
+
 @attrs.define(slots=True)
 class _Call:
     """One get_or_create that found no fresh value."""
@@ -280,11 +324,11 @@ class RedisCacheAdapter(BaseCacheAdapter):
         self._max_connections = min(
             max_connections, self._client.connection_pool.max_connections or max_connections
         )
-        self._gates: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = (
+        self._gates: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Gate] = (
             weakref.WeakKeyDictionary()
         )
         self._gate_loop: asyncio.AbstractEventLoop | None = None
-        self._gate_of_loop = asyncio.Semaphore(1)  # replaced on first use
+        self._gate_of_loop = _Gate(0)  # replaced on first use
         sync_pool = self._sync_client.connection_pool if self._sync_client is not None else None
         self._sync_gate = threading.BoundedSemaphore(
             min(max_connections, (sync_pool.max_connections if sync_pool else 0) or max_connections)
@@ -458,13 +502,13 @@ class RedisCacheAdapter(BaseCacheAdapter):
 
     # ----------------------------------------------------------------- async
 
-    def _gate(self) -> asyncio.Semaphore:
+    def _gate(self) -> _Gate:
         loop = asyncio.get_running_loop()
         if loop is self._gate_loop:
             return self._gate_of_loop
         gate = self._gates.get(loop)
         if gate is None:
-            gate = self._gates[loop] = asyncio.Semaphore(self._max_connections)
+            gate = self._gates[loop] = _Gate(self._max_connections)
         self._gate_loop, self._gate_of_loop = loop, gate
         return gate
 
@@ -516,11 +560,24 @@ class RedisCacheAdapter(BaseCacheAdapter):
         # This caller reads on its own task (a hit is one GET and nothing more) while this
         # process's other callers of the key wait for its answer; work that has to outlive the
         # caller (computing, waiting for a lease) runs in a task of the cache's.
-        reading: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        reading: asyncio.Future[Any] = loop.create_future()
         self._local[key] = reading
-        keys = self._keys(key, tags)
+        gate = self._gate_of_loop if loop is self._gate_loop else self._gate()
+        value_key = f"{self._ns}:v:{escape(key)}"
         try:
-            record, versions = await self._fetch(keys)
+            if not gate.take():
+                await gate.wait()
+            try:
+                if tags:
+                    replies: list[Any] = await self._client.mget(
+                        value_key, *map(self._tag_key, tags)
+                    )
+                    record, versions = replies[0], _versions(replies[1:])
+                else:
+                    record, versions = await self._client.get(value_key), b""
+            finally:
+                gate.release()
         except BaseException as exc:
             return await self._read_failed(key, creator, reading, None, exc)
         value, unreadable = self._fresh(record, versions)
@@ -529,6 +586,7 @@ class RedisCacheAdapter(BaseCacheAdapter):
             self._settle(key, reading, value)
             return value
         # Not fresh here: the lease script decides on the server's clock, and takes the lease.
+        keys = self._keys(key, tags)
         token = self._token()
         try:
             found = await self._read(keys, self._read_args(token, unreadable))
