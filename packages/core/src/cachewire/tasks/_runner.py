@@ -7,7 +7,7 @@ import contextlib
 import functools
 import logging
 import threading
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from contextlib import AbstractContextManager
 from typing import Any, TypeVar
 
@@ -32,7 +32,10 @@ def _decode(message: TaskMessage | str | bytes) -> TaskMessage:
     return TaskMessage.from_json(message)
 
 
-def _lookup(message: TaskMessage, registry: TaskRegistry | None) -> Task[..., Any] | None:
+def _lookup(
+    message: TaskMessage, registry: TaskRegistry | None, raise_errors: bool
+) -> Task[..., Any] | None:
+    """The message's task; None (logged, counted) or `UnknownTaskError` if it is not here."""
     try:
         return (registry or get_registry(message.registry)).get(message.name)
     except UnknownTaskError:
@@ -40,7 +43,9 @@ def _lookup(message: TaskMessage, registry: TaskRegistry | None) -> Task[..., An
         logger.error("task %r [%s] is not registered here; dropped", message.name, message.uuid)
         if message.on_duplicate != "parallel":
             _release_unknown(message)
-        raise
+        if raise_errors:
+            raise
+        return None
 
 
 def _release_unknown(message: TaskMessage) -> None:
@@ -55,7 +60,7 @@ def _release_unknown(message: TaskMessage) -> None:
         logger.exception("task %r: could not release its duplicate guard", message.name)
 
 
-def _call_args(task_obj: Task[..., Any], ctx: TaskContext, message: TaskMessage) -> tuple[Any, ...]:
+def _call_args(ctx: TaskContext, message: TaskMessage) -> tuple[Any, ...]:
     return (ctx, *message.args) if message.bind else tuple(message.args)
 
 
@@ -68,29 +73,48 @@ def _record_error(message: TaskMessage, exc: BaseException) -> None:
         logger.error("task %s [%s] raised", message.name, message.uuid, exc_info=exc)
 
 
-def _before(task_obj: Task[..., Any], ctx: TaskContext) -> None:
-    for middleware in task_obj.middlewares:
-        middleware.before_execute(ctx)
+class _Run:
+    """What one run's body gave: its result, or the exception it raised."""
+
+    __slots__ = ("error", "result")
+
+    def __init__(self) -> None:
+        self.result: Any = None
+        self.error: Exception | None = None
+
+    def outcome(self, raise_errors: bool) -> Any:
+        """The result; on failure None, or the error raised again with ``raise_errors``."""
+        if self.error is not None and raise_errors:
+            raise self.error
+        return self.result
 
 
-def _outcome(
-    task_obj: Task[..., Any],
-    ctx: TaskContext,
-    message: TaskMessage,
-    result: Any,
-    error: Exception | None,
-    raise_errors: bool,
-) -> Any:
-    """After the body: the after-hooks, then the count, and the result or the error."""
-    for middleware in task_obj.middlewares:
-        middleware.after_execute(ctx, result, error)
-    if error is None:
-        count("succeeded")
-        return result
-    _record_error(message, error)
-    if raise_errors:
-        raise error
-    return None
+@contextlib.contextmanager
+def _running(task_obj: Task[..., Any], ctx: TaskContext, message: TaskMessage) -> Iterator[_Run]:
+    """The scope of one run's body, the same for sync and async bodies.
+
+    Before it: the before-hooks. During it: the duplicate key kept alive. An `Exception` from it
+    is kept on the `_Run` (not raised). After it: the after-hooks, the count and the log, then,
+    whatever happened, the key released and the next held message submitted.
+    """
+    try:
+        for middleware in task_obj.middlewares:
+            middleware.before_execute(ctx)
+        run = _Run()
+        try:
+            with _keep_alive(task_obj, message):
+                yield run
+        except Exception as exc:
+            run.error = exc
+        for middleware in task_obj.middlewares:
+            middleware.after_execute(ctx, run.result, run.error)
+        if run.error is None:
+            count("succeeded")
+        else:
+            _record_error(message, run.error)
+    finally:
+        if message.on_duplicate != "parallel":
+            release_next(task_obj, message.duplicate_key)
 
 
 def _run_coroutine(factory: Callable[[], Coroutine[Any, Any, T]]) -> T:
@@ -130,36 +154,22 @@ def run_task(
     re-raised when ``raise_errors`` is true; otherwise the result is None.
     """
     message = _decode(message)
-    try:
-        task_obj = _lookup(message, registry)
-    except UnknownTaskError:
-        if raise_errors:
-            raise
+    task_obj = _lookup(message, registry, raise_errors)
+    if task_obj is None:
         return None
-    assert task_obj is not None
     if task_obj.is_async:
         return _run_coroutine(
             functools.partial(arun_task, message, registry=registry, raise_errors=raise_errors)
         )
     ctx = TaskContext.for_message(message)
-    try:
-        call: Callable[[], Any] = functools.partial(
-            task_obj.func, *_call_args(task_obj, ctx, message), **message.kwargs
-        )
-        for middleware in reversed(task_obj.middlewares):
-            call = functools.partial(middleware.around_execute, ctx, call)
-        _before(task_obj, ctx)
-        result: Any = None
-        error: Exception | None = None
-        try:
-            with _keep_alive(task_obj, message):
-                result = call()
-        except Exception as exc:
-            error = exc
-        return _outcome(task_obj, ctx, message, result, error, raise_errors)
-    finally:
-        if message.on_duplicate != "parallel":
-            release_next(task_obj, message.duplicate_key)
+    call: Callable[[], Any] = functools.partial(
+        task_obj.func, *_call_args(ctx, message), **message.kwargs
+    )
+    for middleware in reversed(task_obj.middlewares):
+        call = functools.partial(middleware.around_execute, ctx, call)
+    with _running(task_obj, ctx, message) as run:
+        run.result = call()
+    return run.outcome(raise_errors)
 
 
 async def arun_task(
@@ -175,15 +185,11 @@ async def arun_task(
     counted, then re-raised when ``raise_errors`` is true; otherwise the result is None.
     """
     message = _decode(message)
-    try:
-        task_obj = _lookup(message, registry)
-    except UnknownTaskError:
-        if raise_errors:
-            raise
+    task_obj = _lookup(message, registry, raise_errors)
+    if task_obj is None:
         return None
-    assert task_obj is not None
     ctx = TaskContext.for_message(message)
-    args = _call_args(task_obj, ctx, message)
+    args = _call_args(ctx, message)
 
     async def body() -> Any:
         if task_obj.is_async:
@@ -193,19 +199,9 @@ async def arun_task(
     call: Callable[[], Awaitable[Any]] = body
     for middleware in reversed(task_obj.middlewares):
         call = functools.partial(middleware.aaround_execute, ctx, call)
-    try:
-        _before(task_obj, ctx)
-        result: Any = None
-        error: Exception | None = None
-        try:
-            with _keep_alive(task_obj, message):
-                result = await _timed(call, message)
-        except Exception as exc:
-            error = exc
-        return _outcome(task_obj, ctx, message, result, error, raise_errors)
-    finally:
-        if message.on_duplicate != "parallel":
-            release_next(task_obj, message.duplicate_key)
+    with _running(task_obj, ctx, message) as run:
+        run.result = await _timed(call, message)
+    return run.outcome(raise_errors)
 
 
 async def _timed(call: Callable[[], Awaitable[Any]], message: TaskMessage) -> Any:

@@ -165,11 +165,17 @@ def _check_enforceable(timeout: Any, dispatcher: Any, where: str) -> None:
     )
 
 
-def _check_policy(policy: Any, where: str) -> None:
-    if policy not in DUPLICATE_POLICIES:
+def _check_options(where: str, *, on_duplicate: Any, timeout: Any, labels: Any) -> None:
+    """`ConfigurationError` for an invalid option; an option left UNSET is not checked."""
+    if on_duplicate is not UNSET and on_duplicate not in DUPLICATE_POLICIES:
         raise ConfigurationError(
-            f"{where} on_duplicate={policy!r} is not a policy; use one of {DUPLICATE_POLICIES}"
+            f"{where} on_duplicate={on_duplicate!r} is not a policy; use one of "
+            f"{DUPLICATE_POLICIES}"
         )
+    if timeout is not UNSET:
+        _check_timeout(timeout, where)
+    if labels is not UNSET and not isinstance(labels, Mapping):
+        raise ConfigurationError(f"{where} labels={labels!r} must be a mapping")
 
 
 class Task(Generic[P, R]):
@@ -202,12 +208,7 @@ class Task(Generic[P, R]):
                 )
             name = f"{func.__module__}.{qualname}"
         where = f"@task {name!r}:"
-        if on_duplicate is not UNSET:
-            _check_policy(on_duplicate, where)
-        if timeout is not UNSET:
-            _check_timeout(timeout, where)
-        if labels is not UNSET and not isinstance(labels, Mapping):
-            raise ConfigurationError(f"{where} labels={labels!r} must be a mapping")
+        _check_options(where, on_duplicate=on_duplicate, timeout=timeout, labels=labels)
         if dispatcher is not UNSET and dispatcher is None:
             dispatcher = UNSET
         if isinstance(dispatcher, type) and issubclass(dispatcher, Dispatcher):
@@ -283,10 +284,12 @@ class Task(Generic[P, R]):
         queue = values["queue"]
         if callable(queue):
             queue = queue()
-        _check_policy(values["on_duplicate"], where)
-        _check_timeout(values["timeout"], where)
-        if not isinstance(values["labels"], Mapping):
-            raise ConfigurationError(f"{where} labels={values['labels']!r} must be a mapping")
+        _check_options(
+            where,
+            on_duplicate=values["on_duplicate"],
+            timeout=values["timeout"],
+            labels=values["labels"],
+        )
         dispatcher_spec = values["dispatcher"]
         if dispatcher_spec is None:
             dispatcher_spec = get_settings().default_dispatcher
