@@ -49,7 +49,7 @@ def _check(value: Any, path: str) -> None:
     )
 
 
-_json_decode = json.JSONDecoder().decode
+_json_scan = json.JSONDecoder().scan_once  # type: ignore[attr-defined]  # the C scanner
 
 
 class JsonCodec:
@@ -63,7 +63,14 @@ class JsonCodec:
         return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
 
     def decode(self, data: bytes) -> Any:
-        return _json_decode(data.decode())
+        text = data.decode()
+        try:
+            value, end = _json_scan(text, 0)
+        except StopIteration as exc:
+            raise ValueError(f"not JSON at character {exc.value}") from None
+        if end != len(text):
+            raise ValueError(f"extra data after the JSON value at character {end}")
+        return value
 
 
 class PickleCodec:

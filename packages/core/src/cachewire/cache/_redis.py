@@ -227,6 +227,23 @@ class _Gate:
         self.release()
 
 
+class _Reading:
+    """A caller's read of a key in progress; callers arriving meanwhile wait for its answer.
+
+    The future they wait on is made by the first of them, so a read nobody waits for costs none.
+    """
+
+    __slots__ = ("future",)
+
+    def __init__(self) -> None:
+        self.future: asyncio.Future[Any] | None = None
+
+    def waited(self) -> asyncio.Future[Any]:
+        if self.future is None:
+            self.future = asyncio.get_running_loop().create_future()
+        return self.future
+
+
 @attrs.define(slots=True)
 class _Call:
     """One get_or_create that found no fresh value."""
@@ -347,7 +364,7 @@ class RedisCacheAdapter(BaseCacheAdapter):
         self._codec_id = self.codec.codec_id.encode()
         self._clock_checks = self._stale_ms > 0 or early_refresh_beta is not None
         self._stats = CacheStats()
-        self._local: dict[str, asyncio.Future[Any]] = {}
+        self._local: dict[str, asyncio.Future[Any] | _Reading] = {}
         self._background: set[asyncio.Task[Any]] = set()
         self._token_base = secrets.token_hex(6)
         self._tokens = itertools.count()
@@ -544,9 +561,10 @@ class RedisCacheAdapter(BaseCacheAdapter):
     ) -> Any:
         ttl, ttl_ms = self._ttl_ms(ttl_seconds)
         self._check_reentry(key)
-        pending = self._local.get(key)
-        if pending is not None:
+        waiting = self._local.get(key)
+        if waiting is not None:
             self._stats.coalesced += 1
+            pending = waiting.waited() if isinstance(waiting, _Reading) else waiting
             try:
                 return await asyncio.shield(pending)
             except asyncio.CancelledError:
@@ -561,8 +579,7 @@ class RedisCacheAdapter(BaseCacheAdapter):
         # process's other callers of the key wait for its answer; work that has to outlive the
         # caller (computing, waiting for a lease) runs in a task of the cache's.
         loop = asyncio.get_running_loop()
-        reading: asyncio.Future[Any] = loop.create_future()
-        self._local[key] = reading
+        reading = self._local[key] = _Reading()
         gate = self._gate_of_loop if loop is self._gate_loop else self._gate()
         value_key = f"{self._ns}:v:{escape(key)}"
         try:
@@ -620,7 +637,7 @@ class RedisCacheAdapter(BaseCacheAdapter):
         self,
         key: str,
         creator: Creator,
-        reading: asyncio.Future[Any],
+        reading: _Reading,
         lease: tuple[str, str] | None,
         exc: BaseException,
     ) -> Any:
@@ -642,7 +659,7 @@ class RedisCacheAdapter(BaseCacheAdapter):
     def _settle(
         self,
         key: str,
-        reading: asyncio.Future[Any],
+        reading: _Reading,
         value: Any = MISSING,
         *,
         error: BaseException | None = None,
@@ -650,19 +667,22 @@ class RedisCacheAdapter(BaseCacheAdapter):
         """Answer the callers that waited for ``reading``; without a value they ask again."""
         if self._local.get(key) is reading:
             del self._local[key]
+        waited = reading.future
+        if waited is None:
+            return
         if error is not None:
-            reading.set_exception(error)
-            reading.exception()  # retrieved: the waiters re-raise it
+            waited.set_exception(error)
+            waited.exception()  # retrieved: the waiters re-raise it
         elif value is MISSING:
-            reading.cancel()
+            waited.cancel()
         else:
-            reading.set_result(value)
+            waited.set_result(value)
 
     def _fly(
         self,
         key: str,
         work: Coroutine[Any, Any, Any],
-        reading: asyncio.Future[Any],
+        reading: _Reading,
         *,
         shared: bool = True,
     ) -> asyncio.Task[Any]:
@@ -680,18 +700,19 @@ class RedisCacheAdapter(BaseCacheAdapter):
         task.add_done_callback(lambda done: self._flight_done(key, done, reading))
         return task
 
-    def _flight_done(self, key: str, task: asyncio.Task[Any], reading: asyncio.Future[Any]) -> None:
+    def _flight_done(self, key: str, task: asyncio.Task[Any], reading: _Reading) -> None:
         if self._local.get(key) is task:
             del self._local[key]
-        if reading.done():
+        waited = reading.future
+        if waited is None or waited.done():
             pass
         elif task.cancelled():
-            reading.cancel()
+            waited.cancel()
         elif task.exception() is not None:
-            reading.set_exception(task.exception())  # type: ignore[arg-type]
-            reading.exception()
+            waited.set_exception(task.exception())  # type: ignore[arg-type]
+            waited.exception()
         else:
-            reading.set_result(task.result())
+            waited.set_result(task.result())
         if not task.cancelled():
             task.exception()  # retrieved: every waiter re-raises it
 
