@@ -9,6 +9,7 @@ import pytest
 import redis
 
 from cachewire.cache import RedisCacheAdapter
+from cachewire.cache._redis import _EXTEND_SHA
 from cachewire.errors import CacheBackendError, SerializationError
 from cachewire.testing import CacheAdapterContract
 
@@ -102,24 +103,36 @@ async def test_slow_creator_keeps_its_lease_with_the_heartbeat(redis_db_url: str
     cache = RedisCacheAdapter(redis_db_url, namespace="hb", lock_timeout=0.15)
     other = RedisCacheAdapter(redis_db_url, namespace="hb", lock_timeout=0.15)
     calls = 0
-    release = asyncio.Event()
+    started, release, renewed = asyncio.Event(), asyncio.Event(), asyncio.Event()
+    renewals = 0
+    original_eval = cache._eval
+
+    async def counting_eval(source: str, sha: str, keys: list[str], args: list[Any]) -> Any:
+        nonlocal renewals
+        result = await original_eval(source, sha, keys, args)
+        if sha == _EXTEND_SHA and result:
+            renewals += 1
+            if renewals >= 6:  # the lease has been renewed over two lease lifetimes
+                renewed.set()
+        return result
+
+    cache._eval = counting_eval  # type: ignore[method-assign]
 
     async def creator() -> str:
         nonlocal calls
         calls += 1
+        started.set()
         await release.wait()
         return "v"
 
     first = asyncio.create_task(cache.get_or_create("k", creator))
-    while calls == 0:
-        await asyncio.sleep(0.01)
+    await started.wait()
     second = asyncio.create_task(other.get_or_create("k", creator))
-    # Longer than the lease several times over: the heartbeat keeps it.
-    for _ in range(60):
-        await asyncio.sleep(0.01)
+    await asyncio.wait_for(renewed.wait(), 30)
     release.set()
     assert await asyncio.gather(first, second) == ["v", "v"]
-    assert calls == 1
+    assert calls == 1  # the other adapter waited all along instead of taking over
+    assert cache.get_stats()["lock_lost"] == 0
     await cache.aclose()
     await other.aclose()
 
