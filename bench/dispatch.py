@@ -176,32 +176,22 @@ def payload_costs(n: int, repeats: int) -> list[list[str]]:
     ]
 
 
-def threadpool_throughput(events: int) -> float:
-    model = "bench.Pool"
-    declare(model, 1, "threadpool")
+async def throughput(dispatcher: str, events: int) -> float:
+    """Change events per second through ``dispatcher``, until every rule has run."""
+    model = f"bench.Throughput.{dispatcher}"
+    declare(model, 1, dispatcher)
     ran_before = dispatch_stats.invalidations
     start = time.perf_counter()
     for index in range(events):
         changed(model, Order(index, 1))
-    if not ThreadPoolDispatcher.flush(timeout=120):
+    if dispatcher == "asyncio":
+        await AsyncIODispatcher.drain()
+    elif not ThreadPoolDispatcher.flush(timeout=120):
         raise SystemExit("the thread pool did not drain")
     elapsed = time.perf_counter() - start
-    if dispatch_stats.invalidations - ran_before != events:
-        raise SystemExit(f"threadpool ran {dispatch_stats.invalidations - ran_before} of {events}")
-    return events / elapsed
-
-
-async def asyncio_throughput(events: int) -> float:
-    model = "bench.Loop"
-    declare(model, 1, "asyncio")
-    ran_before = dispatch_stats.invalidations
-    start = time.perf_counter()
-    for index in range(events):
-        changed(model, Order(index, 1))
-    await AsyncIODispatcher.drain()
-    elapsed = time.perf_counter() - start
-    if dispatch_stats.invalidations - ran_before != events:
-        raise SystemExit(f"asyncio ran {dispatch_stats.invalidations - ran_before} of {events}")
+    ran = dispatch_stats.invalidations - ran_before
+    if ran != events:
+        raise SystemExit(f"{dispatcher} ran {ran} of {events} invalidations")
     return events / elapsed
 
 
@@ -212,8 +202,8 @@ def main() -> None:
     n, repeats, events = (2_000, 3, 5_000) if args.quick else (20_000, 5, 50_000)
     inline = inline_costs(n, repeats)
     payload = payload_costs(n, repeats)
-    pool = statistics.median(threadpool_throughput(events) for _ in range(repeats))
-    loop = statistics.median(asyncio.run(asyncio_throughput(events)) for _ in range(repeats))
+    pool = statistics.median(asyncio.run(throughput("threadpool", events)) for _ in range(repeats))
+    loop = statistics.median(asyncio.run(throughput("asyncio", events)) for _ in range(repeats))
     _rule.unregister_all()
 
     lines = [f"Command: `uv run python bench/dispatch.py{' --quick' if args.quick else ''}`", ""]
