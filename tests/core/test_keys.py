@@ -67,6 +67,10 @@ def test_distinct_argument_sets_never_share_a_key(a: dict[str, Any], b: dict[str
     assert (encode_key("f", a) == encode_key("f", b)) == same
 
 
+def test_the_order_of_a_mapping_does_not_change_its_key() -> None:
+    assert encode_key("f", {"a": None, "b": 1}) == encode_key("f", {"b": 1, "a": None})
+
+
 @given(argument_sets)
 def test_keys_hold_no_glob_whitespace_or_control_characters(arguments: dict[str, Any]) -> None:
     key = encode_key("mod.f", arguments)

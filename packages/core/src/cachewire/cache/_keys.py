@@ -85,11 +85,18 @@ def encode_value(value: Any, *, where: str = "argument") -> str:
     )
 
 
+def _by_name(item: tuple[str, Any]) -> str:
+    return item[0]
+
+
 def encode_key(prefix: str, arguments: Mapping[str, Any]) -> str:
-    """``prefix`` plus the encoded arguments; long keys keep a digest of the full encoding."""
+    """``prefix`` plus the encoded arguments; long keys keep a digest of the full encoding.
+
+    Equal mappings give equal keys whatever their order.
+    """
     body = "".join(
         escape(name) + "=" + encode_value(value, where=f"argument {name!r}")
-        for name, value in arguments.items()
+        for name, value in sorted(arguments.items(), key=_by_name)
     )
     key = f"{escape(prefix)}|{body}"
     if len(key) > MAX_KEY_LENGTH:
