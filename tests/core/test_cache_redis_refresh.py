@@ -263,3 +263,63 @@ async def test_many_distinct_keys_share_a_small_pool_and_leave_no_per_key_state(
     )
     assert twin_results == list(range(40))
     await cache.aclose()
+
+
+async def test_a_waiter_in_another_process_is_woken_when_the_value_is_published(
+    redis_db_url: str, sent_commands: Any
+) -> None:
+    leader = RedisCacheAdapter(redis_db_url, namespace="wake")
+    waiter = RedisCacheAdapter(redis_db_url, namespace="wake")
+    # Without a wake-up this waiter would sleep for minutes between looks at the lease.
+    waiter.WAIT_FIRST = waiter.WAIT_MAX = 600
+    started, release = asyncio.Event(), asyncio.Event()
+
+    async def creator() -> str:
+        started.set()
+        await release.wait()
+        return "v"
+
+    first = asyncio.create_task(leader.get_or_create("k", creator))
+    await started.wait()
+    second = asyncio.create_task(waiter.get_or_create("k", lambda: "not me"))
+    wakeups = await _subscribed(waiter)
+    sent = sent_commands(waiter)
+    release.set()
+    assert await asyncio.wait_for(asyncio.gather(first, second), 30) == ["v", "v"]
+    assert sent == ["EVALSHA"]  # one look at the lease after the wake-up, then the value
+    assert wakeups._listener is None  # nobody waits any more: the subscription is gone
+    await leader.aclose()
+    await waiter.aclose()
+
+
+async def test_a_waiter_takes_over_at_once_when_the_creator_fails(redis_db_url: str) -> None:
+    leader = RedisCacheAdapter(redis_db_url, namespace="wake-fail")
+    waiter = RedisCacheAdapter(redis_db_url, namespace="wake-fail")
+    waiter.WAIT_FIRST = waiter.WAIT_MAX = 600
+    started, release = asyncio.Event(), asyncio.Event()
+
+    async def failing() -> str:
+        started.set()
+        await release.wait()
+        raise ValueError("boom")
+
+    first = asyncio.create_task(leader.get_or_create("k", failing))
+    await started.wait()
+    second = asyncio.create_task(waiter.get_or_create("k", lambda: "recovered"))
+    await _subscribed(waiter)
+    release.set()
+    with pytest.raises(ValueError, match="boom"):
+        await first
+    assert await asyncio.wait_for(second, 30) == "recovered"  # the released lease woke it
+    await leader.aclose()
+    await waiter.aclose()
+
+
+async def _subscribed(cache: RedisCacheAdapter) -> Any:
+    """The adapter's wake-ups on this loop, once their subscription is in place."""
+    loop = asyncio.get_running_loop()
+    while loop not in cache._wakeups or cache._wakeups[loop]._listener is None:
+        await asyncio.sleep(0)
+    wakeups = cache._wakeups[loop]
+    await asyncio.wait_for(wakeups.subscribed.wait(), 30)
+    return wakeups

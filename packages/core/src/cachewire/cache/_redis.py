@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import contextvars
 import hashlib
 import inspect
@@ -126,7 +127,10 @@ if ttl >= 0 then
 else
   redis.call('SET', KEYS[1], raw)
 end
-if ARGV[1] ~= '' then redis.call('DEL', KEYS[2]) end
+if ARGV[1] ~= '' then
+  redis.call('DEL', KEYS[2])
+  redis.call('PUBLISH', KEYS[3] .. ':wake', KEYS[2])  -- waiters of this lease may stop waiting
+end
 return 1
 """
 
@@ -135,8 +139,13 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[
 return 0
 """
 
+# KEYS: lock; ARGV: token, wake-up channel
 _RELEASE = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('DEL', KEYS[1])
+  redis.call('PUBLISH', ARGV[2], KEYS[1])
+  return 1
+end
 return 0
 """
 
@@ -227,6 +236,59 @@ class _Gate:
         self.release()
 
 
+class _Wakeups:
+    """Callers of one event loop that wait for leases, woken through one subscription.
+
+    Whoever publishes a value or gives a lease up announces the lease key on the namespace's
+    channel. A wait still ends at its timeout, so a missed message (or no subscription at all)
+    costs latency, never correctness.
+    """
+
+    def __init__(self, client: aioredis.Redis, channel: str, stats: CacheStats) -> None:
+        self._client = client
+        self._channel = channel
+        self._stats = stats
+        self._waiting: dict[str, set[asyncio.Event]] = {}
+        self._listener: asyncio.Task[None] | None = None
+        self.subscribed = asyncio.Event()
+
+    async def wait(self, lock_key: str, timeout: float) -> None:
+        event = asyncio.Event()
+        waiters = self._waiting.setdefault(lock_key, set())
+        waiters.add(event)
+        if self._listener is None:
+            self._listener = asyncio.get_running_loop().create_task(self._listen())
+        try:
+            await asyncio.wait_for(event.wait(), timeout)
+        except TimeoutError:
+            pass
+        finally:
+            waiters.discard(event)
+            if not waiters:
+                self._waiting.pop(lock_key, None)
+            if not self._waiting and self._listener is not None:
+                self._listener.cancel()  # nobody waits: give the connection back
+                self._listener = None
+                self.subscribed = asyncio.Event()
+
+    async def _listen(self) -> None:
+        pubsub = self._client.pubsub()
+        try:
+            await pubsub.subscribe(self._channel)
+            self.subscribed.set()
+            while True:
+                message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=None)
+                if message is None:
+                    continue
+                for event in self._waiting.get(message["data"].decode(), ()):
+                    event.set()
+        except _BACKEND_ERRORS:
+            self._stats.backend_errors += 1  # the waits fall back to their timeouts
+        finally:
+            with contextlib.suppress(Exception):
+                await asyncio.shield(pubsub.aclose())  # type: ignore[no-untyped-call]
+
+
 class _Reading:
     """A caller's read of a key in progress; callers arriving meanwhile wait for its answer.
 
@@ -273,6 +335,10 @@ class RedisCacheAdapter(BaseCacheAdapter):
     ``fail_open`` (default): when Redis cannot be reached, callers compute and the error is
     counted in ``backend_errors``; with ``fail_open=False`` they get `CacheBackendError`.
     """
+
+    #: The first pause of a caller waiting for a lease, and the longest (it doubles in between).
+    WAIT_FIRST = 0.005
+    WAIT_MAX = 0.1
 
     def __init__(
         self,
@@ -338,10 +404,17 @@ class RedisCacheAdapter(BaseCacheAdapter):
         )
         # redis-py refuses a command outright when its pool is exhausted; callers beyond the
         # pool's size wait for a connection here instead (one gate per event loop).
-        self._max_connections = min(
+        pool_size = min(
             max_connections, self._client.connection_pool.max_connections or max_connections
         )
+        # One connection stays free for the wake-up subscription of waiting callers.
+        self._max_connections = max(1, pool_size - 1)
+        self._can_subscribe = pool_size > 1
         self._gates: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Gate] = (
+            weakref.WeakKeyDictionary()
+        )
+        self._wake_channel = f"{self._ns}:epoch:wake"
+        self._wakeups: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Wakeups] = (
             weakref.WeakKeyDictionary()
         )
         self._gate_loop: asyncio.AbstractEventLoop | None = None
@@ -721,15 +794,33 @@ class RedisCacheAdapter(BaseCacheAdapter):
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 
+    def _wakeups_here(self) -> _Wakeups | None:
+        if not self._can_subscribe:
+            return None  # the only connection must stay free for commands
+        loop = asyncio.get_running_loop()
+        wakeups = self._wakeups.get(loop)
+        if wakeups is None:
+            wakeups = self._wakeups[loop] = _Wakeups(self._client, self._wake_channel, self._stats)
+        return wakeups
+
     async def _wait(self, call: _Call, *, force: bool = False, pause: bool = True) -> Any:
-        """Wait while another caller holds the lease; take over when it is gone."""
-        delay = 0.005
+        """Wait while another caller holds the lease; take over when it is gone.
+
+        A wait ends when the lease's holder announces that it published or gave up, or at the
+        latest after a backoff (5 ms doubling to ``WAIT_MAX``), whichever comes first.
+        """
+        delay = self.WAIT_FIRST
         started = time.monotonic()
+        wakeups = self._wakeups_here()
         try:
             while True:
                 if pause:
-                    await asyncio.sleep(delay * (0.5 + random.random() / 2))
-                    delay = min(delay * 2, 0.1)
+                    timeout = delay * (0.5 + random.random() / 2)
+                    if wakeups is None:
+                        await asyncio.sleep(timeout)
+                    else:
+                        await wakeups.wait(call.keys[1], timeout)
+                    delay = min(delay * 2, self.WAIT_MAX)
                 pause = True
                 token = self._token()
                 try:
@@ -783,7 +874,7 @@ class RedisCacheAdapter(BaseCacheAdapter):
     async def _release(self, lock_key: str, token: str) -> None:
         # A lease that cannot be released expires by itself; the caller's outcome stands.
         try:
-            await self._eval(_RELEASE, _RELEASE_SHA, [lock_key], [token])
+            await self._eval(_RELEASE, _RELEASE_SHA, [lock_key], [token, self._wake_channel])
         except _BACKEND_ERRORS:
             self._stats.backend_errors += 1
 
@@ -1031,7 +1122,7 @@ class _SyncRedis(SyncCacheAdapter):
 
     def _release(self, lock_key: str, token: str) -> None:
         try:
-            self._eval(_RELEASE, _RELEASE_SHA, [lock_key], [token])
+            self._eval(_RELEASE, _RELEASE_SHA, [lock_key], [token, self._cache._wake_channel])
         except _BACKEND_ERRORS:
             self._cache._stats.backend_errors += 1
 
