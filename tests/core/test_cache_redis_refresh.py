@@ -271,7 +271,7 @@ async def test_a_waiter_in_another_process_is_woken_when_the_value_is_published(
     leader = RedisCacheAdapter(redis_db_url, namespace="wake")
     waiter = RedisCacheAdapter(redis_db_url, namespace="wake")
     # Without a wake-up this waiter would sleep for minutes between looks at the lease.
-    waiter.WAIT_FIRST = waiter.WAIT_MAX = 600
+    waiter.WAIT_FIRST = waiter.WAIT_MAX = waiter.WAIT_MAX_SUBSCRIBED = 600
     started, release = asyncio.Event(), asyncio.Event()
 
     async def creator() -> str:
@@ -295,7 +295,7 @@ async def test_a_waiter_in_another_process_is_woken_when_the_value_is_published(
 async def test_a_waiter_takes_over_at_once_when_the_creator_fails(redis_db_url: str) -> None:
     leader = RedisCacheAdapter(redis_db_url, namespace="wake-fail")
     waiter = RedisCacheAdapter(redis_db_url, namespace="wake-fail")
-    waiter.WAIT_FIRST = waiter.WAIT_MAX = 600
+    waiter.WAIT_FIRST = waiter.WAIT_MAX = waiter.WAIT_MAX_SUBSCRIBED = 600
     started, release = asyncio.Event(), asyncio.Event()
 
     async def failing() -> str:

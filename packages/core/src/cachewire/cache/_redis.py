@@ -18,7 +18,7 @@ import secrets
 import threading
 import time
 import weakref
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Iterator, Sequence
 from typing import Any, TypeVar, cast
 
 import attrs
@@ -249,15 +249,30 @@ class _Wakeups:
         self._channel = channel
         self._stats = stats
         self._waiting: dict[str, set[asyncio.Event]] = {}
+        self._sessions = 0
         self._listener: asyncio.Task[None] | None = None
         self.subscribed = asyncio.Event()
 
+    @contextlib.contextmanager
+    def session(self) -> Iterator[None]:
+        """Hold the subscription while a caller waits (across all of its pauses)."""
+        self._sessions += 1
+        if self._listener is None:
+            self._listener = asyncio.get_running_loop().create_task(self._listen())
+        try:
+            yield
+        finally:
+            self._sessions -= 1
+            if not self._sessions and self._listener is not None:
+                self._listener.cancel()  # nobody waits: give the connection back
+                self._listener = None
+                self.subscribed = asyncio.Event()
+
     async def wait(self, lock_key: str, timeout: float) -> None:
+        """Until ``lock_key`` is announced, or ``timeout`` seconds; inside a `session`."""
         event = asyncio.Event()
         waiters = self._waiting.setdefault(lock_key, set())
         waiters.add(event)
-        if self._listener is None:
-            self._listener = asyncio.get_running_loop().create_task(self._listen())
         try:
             await asyncio.wait_for(event.wait(), timeout)
         except TimeoutError:
@@ -266,10 +281,6 @@ class _Wakeups:
             waiters.discard(event)
             if not waiters:
                 self._waiting.pop(lock_key, None)
-            if not self._waiting and self._listener is not None:
-                self._listener.cancel()  # nobody waits: give the connection back
-                self._listener = None
-                self.subscribed = asyncio.Event()
 
     async def _listen(self) -> None:
         pubsub = self._client.pubsub()
@@ -339,6 +350,8 @@ class RedisCacheAdapter(BaseCacheAdapter):
     #: The first pause of a caller waiting for a lease, and the longest (it doubles in between).
     WAIT_FIRST = 0.005
     WAIT_MAX = 0.1
+    #: The longest pause while the wake-up subscription is in place.
+    WAIT_MAX_SUBSCRIBED = 0.5
 
     def __init__(
         self,
@@ -807,40 +820,53 @@ class RedisCacheAdapter(BaseCacheAdapter):
         """Wait while another caller holds the lease; take over when it is gone.
 
         A wait ends when the lease's holder announces that it published or gave up, or at the
-        latest after a backoff (5 ms doubling to ``WAIT_MAX``), whichever comes first.
+        latest after a backoff (5 ms doubling to ``WAIT_MAX``, or ``WAIT_MAX_SUBSCRIBED`` once
+        announcements can arrive), whichever comes first.
         """
         delay = self.WAIT_FIRST
         started = time.monotonic()
         wakeups = self._wakeups_here()
-        try:
-            while True:
-                if pause:
-                    timeout = delay * (0.5 + random.random() / 2)
-                    if wakeups is None:
-                        await asyncio.sleep(timeout)
-                    else:
-                        await wakeups.wait(call.keys[1], timeout)
-                    delay = min(delay * 2, self.WAIT_MAX)
-                pause = True
-                token = self._token()
-                try:
-                    found = await self._read(call.keys, self._read_args(token, force))
-                except _BACKEND_ERRORS as exc:
-                    self._backend_failed(exc)
-                    return await self._creator_only(call.key, call.creator)
-                if isinstance(found, bytes):
-                    value = self._decode(found)
-                    if value is not MISSING:
-                        return value
-                    force = True
-                    continue
-                if found.won:
-                    return await self._lead(call, token, found)
-                served = self._served(call, found)
-                if served is not MISSING:
-                    return served
-        finally:
-            self._stats.lock_wait_time += time.monotonic() - started
+        with contextlib.ExitStack() as stack:
+            if wakeups is not None:
+                stack.enter_context(wakeups.session())
+            try:
+                return await self._wait_for_lease(call, wakeups, delay, force, pause)
+            finally:
+                self._stats.lock_wait_time += time.monotonic() - started
+
+    async def _wait_for_lease(
+        self, call: _Call, wakeups: _Wakeups | None, delay: float, force: bool, pause: bool
+    ) -> Any:
+        while True:
+            if pause:
+                timeout = delay * (0.5 + random.random() / 2)
+                if wakeups is None:
+                    await asyncio.sleep(timeout)
+                else:
+                    await wakeups.wait(call.keys[1], timeout)
+                # While announcements arrive, looking again is only a safety net.
+                longest = self.WAIT_MAX
+                if wakeups is not None and wakeups.subscribed.is_set():
+                    longest = max(longest, self.WAIT_MAX_SUBSCRIBED)
+                delay = min(delay * 2, longest)
+            pause = True
+            token = self._token()
+            try:
+                found = await self._read(call.keys, self._read_args(token, force))
+            except _BACKEND_ERRORS as exc:
+                self._backend_failed(exc)
+                return await self._creator_only(call.key, call.creator)
+            if isinstance(found, bytes):
+                value = self._decode(found)
+                if value is not MISSING:
+                    return value
+                force = True
+                continue
+            if found.won:
+                return await self._lead(call, token, found)
+            served = self._served(call, found)
+            if served is not MISSING:
+                return served
 
     async def _lead(self, call: _Call, token: str, read: _Read) -> Any:
         """Compute while holding the lease, then publish if the lease and the key are intact."""
