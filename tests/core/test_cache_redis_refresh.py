@@ -323,3 +323,21 @@ async def _subscribed(cache: RedisCacheAdapter) -> Any:
     wakeups = cache._wakeups[loop]
     await asyncio.wait_for(wakeups.subscribed.wait(), 30)
     return wakeups
+
+
+@pytest.mark.parametrize(
+    "stored",
+    [b"garbage", b"x\n0\njson1\n\n1", b"1\nx\njson1\n\n1", b"\n\n\n\n", b"9" * 30],
+)
+async def test_a_damaged_record_is_replaced_and_hangs_nobody(
+    redis_db_url: str, client: Any, stored: bytes
+) -> None:
+    cache = RedisCacheAdapter(redis_db_url, namespace="dmg", stale_ttl=5, early_refresh_beta=1.0)
+    client.set("dmg:v:k", stored)
+    results = await asyncio.wait_for(
+        asyncio.gather(*(cache.get_or_create("k", lambda: "fresh") for _ in range(5))), 30
+    )
+    assert results == ["fresh"] * 5
+    assert cache._local == {}
+    assert await cache.get_or_create("k", lambda: "again") == "fresh"
+    await cache.aclose()

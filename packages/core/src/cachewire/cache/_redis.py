@@ -74,14 +74,15 @@ if raw then
   local b = a and string.find(raw, '\\n', a + 1, true)
   local c = b and string.find(raw, '\\n', b + 1, true)
   local d = c and string.find(raw, '\\n', c + 1, true)
-  if d and string.sub(raw, b + 1, c - 1) == '@CODEC@'
+  local soft = d and tonumber(string.sub(raw, 1, a - 1))
+  local took = d and tonumber(string.sub(raw, a + 1, b - 1))
+  if soft and took and string.sub(raw, b + 1, c - 1) == '@CODEC@'
       and string.sub(raw, c + 1, d - 1) == versions then
-    local soft = tonumber(string.sub(raw, 1, a - 1))
     if soft == 0 then return raw end
     local t = redis.call('TIME')
     local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
     if soft > now then
-      local due = ARGV[3] and now + tonumber(string.sub(raw, a + 1, b - 1)) * tonumber(ARGV[3])
+      local due = ARGV[3] and now + took * tonumber(ARGV[3])
       if not due or due < soft then return raw end
       state = 'e'
     else
@@ -565,7 +566,11 @@ class RedisCacheAdapter(BaseCacheAdapter):
                 if self.early_refresh_beta and early
                 else 0.0
             )
-            if now + int(delta) * draw >= int(soft):
+            try:
+                due = now + int(delta) * draw >= int(soft)
+            except ValueError:
+                due = True  # a damaged header: the lease script replaces the record
+            if due:
                 return MISSING, False
         value = self._decode_payload(payload)
         return value, value is MISSING
