@@ -283,6 +283,14 @@ class _Wakeups:
             if not waiters:
                 self._waiting.pop(lock_key, None)
 
+    async def stop(self) -> None:
+        """End the subscription now (the adapter is closing); waits fall back to timeouts."""
+        listener, self._listener = self._listener, None
+        if listener is not None and listener.get_loop() is asyncio.get_running_loop():
+            listener.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await listener
+
     async def _listen(self) -> None:
         pubsub = self._client.pubsub()
         try:
@@ -1020,6 +1028,8 @@ class RedisCacheAdapter(BaseCacheAdapter):
 
     async def aclose(self) -> None:
         """Close the connections."""
+        for wakeups in list(self._wakeups.values()):
+            await wakeups.stop()
         await self._client.aclose()
         if self._sync_client is not None:
             self._sync_client.close()
