@@ -27,7 +27,6 @@ class CacheStats:
     lock_waits: int = 0
     lock_wait_time: float = 0.0
     lock_lost: int = 0
-    wait_timeouts: int = 0
     evictions: int = 0
     backend_errors: int = 0
     writes_rejected: int = 0
