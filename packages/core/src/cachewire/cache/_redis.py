@@ -1106,7 +1106,7 @@ class _SyncRedis(SyncCacheAdapter):
             cache._stats.hits += 1
             return value  # type: ignore[no-any-return]
         call = _Call(key, creator, keys, ttl, ttl_ms, stale_ttl)
-        delay, waited = 0.005, False
+        delay, waited = cache.WAIT_FIRST, False
         while True:
             token = cache._token()
             try:
@@ -1123,7 +1123,9 @@ class _SyncRedis(SyncCacheAdapter):
                 continue
             served = cache._served(call, found)
             if found.won and served is not MISSING:
-                threading.Thread(target=self._lead, args=(call, token, found), daemon=True).start()
+                threading.Thread(
+                    target=self._refresh, args=(call, token, found), daemon=True
+                ).start()
             if served is not MISSING:
                 return served  # type: ignore[no-any-return]
             if found.won:
@@ -1133,7 +1135,7 @@ class _SyncRedis(SyncCacheAdapter):
                 cache._stats.lock_waits += 1
                 waited = True
             time.sleep(delay * (0.5 + random.random() / 2))
-            delay = min(delay * 2, 0.1)
+            delay = min(delay * 2, cache.WAIT_MAX)
 
     def _lead(self, call: _Call, token: str, read: _Read) -> Any:
         cache = self._cache
@@ -1164,6 +1166,15 @@ class _SyncRedis(SyncCacheAdapter):
         if not written:
             cache._stats.writes_rejected += 1
         return value
+
+    def _refresh(self, call: _Call, token: str, read: _Read) -> None:
+        """A background refresh: its error is counted (creator_errors) and logged, not raised."""
+        try:
+            self._lead(call, token, read)
+        except Exception:
+            logger.warning(
+                "cachewire: refreshing %r in the background failed", call.key, exc_info=True
+            )
 
     def _release(self, lock_key: str, token: str) -> None:
         try:
