@@ -43,13 +43,39 @@ def redis_url() -> str:
     return REDIS_URL
 
 
+# Databases a test run may take for itself (13 is the benchmarks'); claims live in database 0.
+_TEST_DATABASES = (15, 14, 12, 11, 10, 9, 8)
+
+
+@pytest.fixture(scope="session")
+def _test_database(redis_url: str) -> Iterator[int]:
+    """A database of this test run's own, so runs on one machine never empty each other's."""
+    import redis
+
+    claims = redis.Redis.from_url(redis_url)
+    token = f"{socket.gethostname()}:{os.getpid()}"
+    for number in _TEST_DATABASES:
+        name = f"cachewire:test-database:{number}"
+        if claims.set(name, token, nx=True, ex=3600):
+            break
+    else:
+        claims.close()
+        pytest.fail(f"every test database {_TEST_DATABASES} is claimed by another test run")
+    try:
+        yield number
+    finally:
+        if claims.get(name) == token.encode():
+            claims.delete(name)
+        claims.close()
+
+
 @pytest.fixture
-def redis_db_url(redis_url: str) -> Iterator[str]:
-    """A Redis URL on the shared server, flushed before and after the test (database 15)."""
+def redis_db_url(redis_url: str, _test_database: int) -> Iterator[str]:
+    """A Redis URL on this run's own database, emptied before and after the test."""
     import redis
 
     parsed = urlparse(redis_url)
-    url = f"redis://{parsed.hostname}:{parsed.port or 6379}/15"
+    url = f"redis://{parsed.hostname}:{parsed.port or 6379}/{_test_database}"
     client = redis.Redis.from_url(url)
     client.flushdb()
     try:
