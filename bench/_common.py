@@ -11,9 +11,10 @@ import subprocess
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import redis
 
@@ -153,3 +154,28 @@ class CommandCounter:
                 self._control.client_kill_filter(_id=client["id"])
         self._reader.join(timeout=10)
         self._control.close()
+
+
+class CountingSetup:
+    """Cached functions that count their computations, and the check every setup runs."""
+
+    library = ""
+
+    def __init__(self) -> None:
+        self.calls = 0
+        self.functions: list[Callable[[int], Any]] = []
+
+    def prime(self, customers: list[int]) -> None:
+        for customer in customers:
+            for function in self.functions:
+                function(customer)
+
+    def check_recomputes(self, customers: list[int], what: str) -> None:
+        """Fail unless every function computes again for every customer (primed before)."""
+        before = self.calls
+        self.prime(customers)
+        expected = len(customers) * len(self.functions)
+        if self.calls - before != expected:
+            raise SystemExit(
+                f"{self.library} {what}: {self.calls - before} of {expected} recomputed"
+            )

@@ -13,6 +13,8 @@ import time
 from collections.abc import Callable, Coroutine
 from typing import Any
 
+from _common import CountingSetup
+
 _setup_done = False
 
 
@@ -39,10 +41,13 @@ def _setup() -> None:
     _setup_done = True
 
 
-class _Setup:
+class _Setup(CountingSetup):
     """``rules`` cached functions of the customer, each with one rule on a model of its own."""
 
+    library = "drf-restflow"
+
     def __init__(self, label: str, rules: int, dispatcher: str, config: dict[str, Any]) -> None:
+        super().__init__()
         _setup()
         from django.db import models
         from restflow.caching import InvalidationRule, cache_result
@@ -63,8 +68,6 @@ class _Setup:
         class CustomerKey(KeyConstructor):
             customer = ArgsKeyField("customer_id", partition=True)
 
-        self.calls = 0
-        self.functions: list[Callable[[int], list[int]]] = []
         for index in range(rules):
 
             def orders(customer_id: int, index: int = index) -> list[int]:
@@ -89,19 +92,6 @@ class _Setup:
 
     def change(self, order: Any) -> None:
         self._invalidate(order, False, self._post_save)
-
-    def prime(self, customers: list[int]) -> None:
-        for customer in customers:
-            for function in self.functions:
-                function(customer)
-
-    def check_recomputes(self, customers: list[int], what: str) -> None:
-        """Fail unless every function computes again for every customer (primed before)."""
-        before = self.calls
-        self.prime(customers)
-        expected = len(customers) * len(self.functions)
-        if self.calls - before != expected:
-            raise SystemExit(f"drf-restflow {what}: {self.calls - before} of {expected} recomputed")
 
 
 def change_cost(rules: int, events: int) -> Callable[[], float]:

@@ -22,8 +22,8 @@ from typing import Any
 
 sys.path.insert(0, os.path.dirname(__file__))
 import _restflow
-from _common import write_section
-from cachewire import CachedFunction, Rule, cached, changed, collect
+from _common import CountingSetup, write_section
+from cachewire import Rule, cached, changed, collect
 from cachewire.cache import InMemoryCacheAdapter
 from cachewire.dispatch import AsyncIODispatcher, ThreadPoolDispatcher, dispatch_stats
 from cachewire.rules import decode_payload, encode_payload
@@ -39,16 +39,17 @@ class Order:
         self.customer_id = customer_id
 
 
-class Setup:
+class Setup(CountingSetup):
     """``rules`` in-memory cached functions of the customer, each with one rule on ``model``."""
+
+    library = "cachewire"
 
     def __init__(
         self, model: str, rules: int, dispatcher: str, config: dict[str, Any] | None = None
     ) -> None:
+        super().__init__()
         self.model = model
-        self.calls = 0
         cache = InMemoryCacheAdapter()
-        self.functions: list[CachedFunction[..., Any]] = []
         for index in range(rules):
 
             def orders(customer_id: int, page: int = 1, index: int = index) -> list[int]:
@@ -69,19 +70,6 @@ class Setup:
                     invalidates_on=[rule],
                 )(orders)
             )
-
-    def prime(self, customers: list[int]) -> None:
-        for customer in customers:
-            for function in self.functions:
-                function(customer)
-
-    def check_recomputes(self, customers: list[int], what: str) -> None:
-        """Fail unless every function computes again for every customer (primed before)."""
-        before = self.calls
-        self.prime(customers)
-        expected = len(customers) * len(self.functions)
-        if self.calls - before != expected:
-            raise SystemExit(f"cachewire {what}: {self.calls - before} of {expected} recomputed")
 
 
 def median(repeats: int, run: Callable[[], float]) -> float:
