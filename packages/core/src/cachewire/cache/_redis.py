@@ -644,14 +644,20 @@ class RedisCacheAdapter(BaseCacheAdapter):
         sent = [keys[0], *keys[3:]] if len(keys) > 3 else keys[:1]
         return _parse(await self._eval(self._read_source, self._read_sha, sent, args))
 
-    async def _fetch(self, keys: list[str]) -> tuple[bytes | None, bytes]:
-        """The stored record of ``keys[0]`` and the current versions of its tags."""
-        async with self._gate():
-            if len(keys) == 3:
-                return cast(bytes | None, await self._client.get(keys[0])), b""
-            found = await self._client.mget(keys[0], *keys[3:])
-        record, *versions = cast(list[bytes | None], found)
-        return record, _versions(versions)
+    async def _fetch(self, key: str, tags: Sequence[str]) -> tuple[bytes | None, bytes]:
+        """The stored record of ``key`` and the current versions of its tags: one GET or MGET."""
+        loop = asyncio.get_running_loop()
+        gate = self._gate_of_loop if loop is self._gate_loop else self._gate()
+        value_key = f"{self._ns}:v:{escape(key)}"
+        if not gate.take():
+            await gate.wait()
+        try:
+            if tags:
+                replies: list[Any] = await self._client.mget(value_key, *map(self._tag_key, tags))
+                return replies[0], _versions(replies[1:])
+            return cast(bytes | None, await self._client.get(value_key)), b""
+        finally:
+            gate.release()
 
     async def get_or_create(
         self,
@@ -681,23 +687,9 @@ class RedisCacheAdapter(BaseCacheAdapter):
         # This caller reads on its own task (a hit is one GET and nothing more) while this
         # process's other callers of the key wait for its answer; work that has to outlive the
         # caller (computing, waiting for a lease) runs in a task of the cache's.
-        loop = asyncio.get_running_loop()
         reading = self._local[key] = _Reading()
-        gate = self._gate_of_loop if loop is self._gate_loop else self._gate()
-        value_key = f"{self._ns}:v:{escape(key)}"
         try:
-            if not gate.take():
-                await gate.wait()
-            try:
-                if tags:
-                    replies: list[Any] = await self._client.mget(
-                        value_key, *map(self._tag_key, tags)
-                    )
-                    record, versions = replies[0], _versions(replies[1:])
-                else:
-                    record, versions = await self._client.get(value_key), b""
-            finally:
-                gate.release()
+            record, versions = await self._fetch(key, tags)
         except BaseException as exc:
             return await self._read_failed(key, creator, reading, None, exc)
         value, unreadable = self._fresh(record, versions)
@@ -949,7 +941,7 @@ class RedisCacheAdapter(BaseCacheAdapter):
 
     async def get(self, key: str, default: Any = None, *, tags: Sequence[str] = ()) -> Any:
         try:
-            found = await self._fetch(self._keys(key, tags))
+            found = await self._fetch(key, tags)
         except _BACKEND_ERRORS as exc:
             self._backend_failed(exc)
             return default
