@@ -30,6 +30,9 @@ def pg_reachable() -> bool:
 
 
 PG_UP = pg_reachable()
+REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
+#: Every key this run writes to Redis through Django starts with it; removed at the end.
+REDIS_KEY_PREFIX = f"cachewire-django-test-{os.getpid()}"
 
 if not settings.configured:
     databases: dict[str, Any] = {
@@ -60,6 +63,11 @@ if not settings.configured:
         DATABASES=databases,
         CACHES={
             "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
+            "redis": {
+                "BACKEND": "django.core.cache.backends.redis.RedisCache",
+                "LOCATION": REDIS_URL,
+                "KEY_PREFIX": REDIS_KEY_PREFIX,
+            },
         },
         CACHEWIRE={"DEFAULT_DISPATCHER": "recording"},
         DEFAULT_AUTO_FIELD="django.db.models.AutoField",
@@ -125,3 +133,17 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         if item.get_closest_marker("postgres") and not PG_UP and not IN_CI:
             message = f"PostgreSQL is not reachable at {DATABASE_URL}"
             item.add_marker(pytest.mark.skip(reason=message))
+
+
+@pytest.fixture(scope="session")
+def django_redis(redis_url: str) -> Iterator[str]:
+    """The ``redis`` Django cache alias; the keys this run wrote are removed at the end."""
+    yield "redis"
+    import redis
+
+    client = redis.Redis.from_url(redis_url)
+    try:
+        for key in client.scan_iter(match=f"{REDIS_KEY_PREFIX}:*", count=1000):
+            client.delete(key)
+    finally:
+        client.close()
