@@ -96,41 +96,54 @@ def local_attname(cls: type[models.Model], path: str) -> str | None:
     return None
 
 
-def _build_plan(cls: type[models.Model]) -> Plan:
+def _current_rules(cls: type[models.Model]) -> tuple[Rule, ...]:
+    labels = _labels_of.get(cls)
+    if labels is None:
+        labels = _labels_of[cls] = tuple(_labels(cls))
+    found: list[Rule] = []
+    for label in labels:
+        for rule in rules_for_model(label):
+            if rule not in found:
+                found.append(rule)
+    return tuple(found)
+
+
+def _build_plan(cls: type[models.Model], rules: tuple[Rule, ...]) -> Plan:
     readers: list[_Reader] = []
     attnames: list[str] = []
-    seen: set[str] = set()
-    for label in _labels(cls):
-        for rule in rules_for_model(label):
-            if rule.id in seen:
-                continue
-            seen.add(rule.id)
-            local: dict[str, str] = {}
-            remote: dict[str, str] = {}
-            for param, path in rule.field_mapping.items():
-                attname = local_attname(cls, path)
-                if attname is None:
-                    remote[param] = path
-                else:
-                    local[param] = attname
-                    if attname not in attnames:
-                        attnames.append(attname)
-            readers.append(_Reader(rule, local, remote))
+    for rule in rules:
+        local: dict[str, str] = {}
+        remote: dict[str, str] = {}
+        for param, path in rule.field_mapping.items():
+            attname = local_attname(cls, path)
+            if attname is None:
+                remote[param] = path
+            else:
+                local[param] = attname
+                if attname not in attnames:
+                    attnames.append(attname)
+        readers.append(_Reader(rule, local, remote))
     return Plan(cls, tuple(readers), tuple(attnames))
 
 
+_labels_of: dict[type[models.Model], tuple[str, ...]] = {}
 _plans: dict[type[models.Model], Plan] = {}
 _plans_lock = threading.Lock()
+_UID = "cachewire_django"
 
 
 def plan_for(cls: type[models.Model]) -> Plan:
-    """The plan of a model class (built once; `rewire` rebuilds them)."""
+    """The plan of a model class, rebuilt when its rules change (a module that defines rules
+    may be imported after Django started, as URLconfs and views are)."""
+    rules = _current_rules(cls)
     plan = _plans.get(cls)
-    if plan is None:
+    if plan is None or plan.rules != rules:
         with _plans_lock:
-            plan = _plans.get(cls)
-            if plan is None:
-                plan = _plans[cls] = _build_plan(cls)
+            plan = _plans[cls] = _build_plan(cls, rules)
+        if plan.attnames:  # idempotent: one receiver per class and dispatch_uid
+            post_init.connect(
+                _on_post_init, sender=cls, dispatch_uid=f"{_UID}.post_init", weak=False
+            )
     return plan
 
 
@@ -179,7 +192,7 @@ def snapshot(plan: Plan, instance: Any) -> None:
 
 def _on_post_init(sender: type[models.Model], instance: Any, **_: Any) -> None:
     values = instance.__dict__
-    plan = _plans.get(sender) or plan_for(sender)
+    plan = _plans.get(sender) or plan_for(sender)  # the plan as of the last save or rewire
     values[SNAPSHOT] = {a: values[a] for a in plan.attnames if a in values}
 
 
@@ -279,9 +292,6 @@ def _through_names(field: Any, reverse: bool) -> tuple[str, str]:
     return (target, source) if reverse else (source, target)
 
 
-_UID = "cachewire_django"
-
-
 def connect(model_classes: Iterable[type[models.Model]]) -> None:
     """Connect the receivers: save, delete and m2m for every model, and load-time capture for
     the classes whose rules read local fields."""
@@ -314,5 +324,6 @@ def rewire() -> None:
     classes = apps.get_models(include_auto_created=True)
     with _plans_lock:
         _plans.clear()
+        _labels_of.clear()
     disconnect(classes)
     connect(classes)
