@@ -8,11 +8,12 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 from urllib.parse import urlparse
 
-import django
 import pytest
-from cachewire import Dispatcher, register_dispatcher, run_rules
-from cachewire.dispatch import dispatch_stats
 from django.conf import settings
+
+import django
+from cachewire import DispatchContext, Dispatcher, register_dispatcher, run_rules
+from cachewire.dispatch import dispatch_stats
 
 DATABASE_URL = os.environ.get("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/test")
 IN_CI = bool(os.environ.get("CI"))
@@ -84,7 +85,12 @@ class RecordingDispatcher(Dispatcher):
     calls: list[tuple[list[str], dict[str, list[dict[str, Any]]]]] = []
     fail_with: Exception | None = None
 
-    def dispatch(self, *, rule_ids: Sequence[str], rule_kwargs: Any, **context: Any) -> None:
+    contexts: list[DispatchContext] = []
+
+    def dispatch(
+        self, *, rule_ids: Sequence[str], rule_kwargs: Any, context: DispatchContext
+    ) -> None:
+        RecordingDispatcher.contexts.append(context)
         if RecordingDispatcher.fail_with is not None:
             raise RecordingDispatcher.fail_with
         RecordingDispatcher.calls.append(
@@ -106,6 +112,7 @@ def all_aliases() -> list[Any]:
 @pytest.fixture(autouse=True)
 def _recorded() -> Iterator[None]:
     RecordingDispatcher.calls.clear()
+    RecordingDispatcher.contexts.clear()
     RecordingDispatcher.fail_with = None
     dispatch_stats.reset()
     yield
@@ -118,7 +125,15 @@ def recorded() -> list[tuple[list[str], dict[str, list[dict[str, Any]]]]]:
 
 
 def invalidated(
-    calls: Any, only: tuple[str, ...] = ("orders_of", "totals_of", "places_in", "post_page", "posts_with_tag", "watched")
+    calls: Any,
+    only: tuple[str, ...] = (
+        "orders_of",
+        "totals_of",
+        "places_in",
+        "post_page",
+        "posts_with_tag",
+        "watched",
+    ),
 ) -> set[tuple[str, tuple[tuple[str, Any], ...]]]:
     """(function name, sorted kwargs) of every recorded invalidation of the ``only`` functions."""
     out = set()

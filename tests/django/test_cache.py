@@ -7,9 +7,9 @@ import os
 import threading
 
 import pytest
+
 from cachewire import Rule, cached
 from cachewire.testing import CacheAdapterContract
-
 from cachewire_django import DjangoCacheAdapter
 
 _names = itertools.count()

@@ -7,17 +7,17 @@ import logging
 from typing import Any
 
 import pytest
-from cachewire import get_settings
-from cachewire.dispatch import dispatch_stats
-from cachewire.errors import DispatchError
-from conftest import RecordingDispatcher, invalidated
 from django.db import transaction
 from django.db.models.signals import post_init
 from django.test import override_settings
 from testapp.models import Customer, Order, Plain, Watched
 
 import cachewire_django
+from cachewire import get_settings
+from cachewire.dispatch import dispatch_stats
+from cachewire.errors import DispatchError
 from cachewire_django.wiring import SNAPSHOT
+from conftest import RecordingDispatcher, invalidated
 
 pytestmark = [pytest.mark.django_db(transaction=True)]
 
@@ -121,14 +121,14 @@ def test_models_without_rules_capture_nothing() -> None:
 
 
 async def test_asave_reaches_the_asyncio_dispatcher_on_the_running_loop() -> None:
-    from cachewire.dispatch import AsyncIODispatcher
+    from cachewire.dispatchers import AsyncIODispatcher
 
     customer = await Customer.objects.acreate(name="c")
     loops: list[Any] = []
     original = AsyncIODispatcher.dispatch
 
     def spy(self: Any, **kwargs: Any) -> None:
-        loops.append(kwargs.get("loop"))
+        loops.append(kwargs["context"].loop)
         original(self, **kwargs)
 
     with override_settings(CACHEWIRE={"DEFAULT_DISPATCHER": "asyncio"}):

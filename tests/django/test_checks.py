@@ -6,10 +6,10 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from cachewire import Rule, cached
 from django.core import checks
 from django.test import override_settings
 
+from cachewire import Rule, cached
 from cachewire_django.checks import check_rules, check_settings
 
 

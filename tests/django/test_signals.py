@@ -5,10 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from conftest import all_aliases, invalidated
 from django.db import transaction
 from testapp.cachewire import CALLS, orders_of, places_in, post_page, posts_with_tag, totals_of
 from testapp.models import Customer, Order, Place, Post, Restaurant, RushOrder, Tag
+
+from conftest import RecordingDispatcher, all_aliases, invalidated
 
 pytestmark = [pytest.mark.django_db(transaction=True, databases="__all__")]
 
@@ -50,6 +51,8 @@ def test_commit_sends_once_per_dispatcher_group(using: str, recorded: Any) -> No
             Order.objects.using(using).create(customer=customer)
         assert recorded == []
     assert len(recorded) == 1
+    assert [c.using for c in RecordingDispatcher.contexts] == [using]
+    assert RecordingDispatcher.contexts[0].origin == "django"
     assert invalidated(recorded) == {
         ("orders_of", (("customer_id", customer.pk),)),
         ("totals_of", (("customer_id", customer.pk),)),
@@ -243,4 +246,3 @@ def test_a_foreign_key_target_path_reads_without_a_query(
         loaded.save()  # the UPDATE only: "customer.pk" is read from customer_id
     totals_of(order.customer_id)
     assert CALLS["totals_of"] == 2
-

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 from django.test import AsyncClient, Client
 from testapp.models import Post
@@ -13,13 +11,12 @@ pytestmark = [pytest.mark.django_db(transaction=True)]
 
 
 @pytest.fixture(autouse=True)
-def _fresh() -> Iterator[None]:
+def _fresh() -> None:
     from testapp import views
 
     RENDERS.clear()
     for view in (views.post_detail, views.apost_detail, views.special):
         view.cache.invalidate_all()  # type: ignore[attr-defined]
-    yield
 
 
 def test_a_page_is_rendered_once_and_a_save_drops_it(client: Client) -> None:
@@ -57,7 +54,7 @@ def test_query_format_and_accept_are_part_of_the_key(client: Client) -> None:
 def test_responses_that_must_not_be_shared_are_not_stored(client: Client, kind: str) -> None:
     first = client.get(f"/special/{kind}/", headers={"authorization": "alice"})
     second = client.get(f"/special/{kind}/", headers={"authorization": "bob"})
-    assert RENDERS == [kind, kind]
+    assert [kind, kind] == RENDERS
     if kind == "vary":
         assert first.json() == {"user": "alice"}
         assert second.json() == {"user": "bob"}

@@ -2,9 +2,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from cachewire import Rule
 from django.http import HttpRequest, HttpResponse, JsonResponse
 
+from cachewire import Rule
 from cachewire_django import cache_view
 
 from .models import Post

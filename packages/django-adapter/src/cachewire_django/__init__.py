@@ -1,7 +1,7 @@
 """Django integration of cachewire: model changes become cache invalidations at commit.
 
-Add ``"cachewire_django"`` to ``INSTALLED_APPS``, configure ``CACHEWIRE`` and put rules in each app's
-``cachewire`` module.
+Add ``"cachewire_django"`` to ``INSTALLED_APPS``, configure ``CACHEWIRE`` and put rules in each
+app's ``cachewire`` module.
 """
 
 from __future__ import annotations

@@ -21,9 +21,10 @@ from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 from asgiref.sync import sync_to_async
+from django.core.cache import caches
+
 from cachewire.cache import MISSING, BaseCacheAdapter, CacheStats, SyncCacheAdapter, validate_ttl
 from cachewire.errors import CacheBackendError, ConfigurationError, ReentrantCallError
-from django.core.cache import caches
 
 __all__ = ["DjangoCacheAdapter"]
 
@@ -75,6 +76,7 @@ class DjangoCacheAdapter(BaseCacheAdapter):
         self._stats = CacheStats()
         self._lock = threading.Lock()
         self._flights: dict[str, _Flight] = {}
+        self._leaders: set[asyncio.Task[None]] = set()
         self._recent: collections.OrderedDict[str, None] = collections.OrderedDict()
         self._sync = _BlockingDjangoCache(self)
 
@@ -186,7 +188,10 @@ class DjangoCacheAdapter(BaseCacheAdapter):
             flight.future = loop.create_future()
             context = contextvars.copy_context()
             context.run(_computing.set, computing | {(id(self), key)})
-            loop.create_task(self._lead(key, creator, ttl, tags, flight), context=context)
+            task = loop.create_task(self._lead(key, creator, ttl, tags, flight), context=context)
+            # Held until done: a computation outlives a cancelled first caller.
+            self._leaders.add(task)
+            task.add_done_callback(self._leaders.discard)
         elif flight.future is None or flight.future.get_loop() is not asyncio.get_running_loop():
             # Led by a thread or another loop: wait for it without blocking this loop.
             await asyncio.get_running_loop().run_in_executor(None, flight.done.wait)
@@ -197,7 +202,12 @@ class DjangoCacheAdapter(BaseCacheAdapter):
         return await asyncio.shield(flight.future)
 
     async def _lead(
-        self, key: str, creator: Callable[[], Any], ttl: float | None, tags: Sequence[str], flight: _Flight
+        self,
+        key: str,
+        creator: Callable[[], Any],
+        ttl: float | None,
+        tags: Sequence[str],
+        flight: _Flight,
     ) -> None:
         assert flight.future is not None
         try:
@@ -213,11 +223,18 @@ class DjangoCacheAdapter(BaseCacheAdapter):
             self._land(key, flight)
 
     async def _compute_or_wait(
-        self, key: str, creator: Callable[[], Any], ttl: float | None, tags: Sequence[str], flight: _Flight
+        self,
+        key: str,
+        creator: Callable[[], Any],
+        ttl: float | None,
+        tags: Sequence[str],
+        flight: _Flight,
     ) -> Any:
         if ttl == 0:
             return await self._run_creator(creator)
-        value, _ = self._read(key, tags, await self._call("get_many", self._reading_keys(key, tags)))
+        value, _ = self._read(
+            key, tags, await self._call("get_many", self._reading_keys(key, tags))
+        )
         if value is not MISSING:
             self._stats.hits += 1
             return value
@@ -240,9 +257,7 @@ class DjangoCacheAdapter(BaseCacheAdapter):
             versions = [found.get(k, 0) for k in self._tag_keys(tags)]
             value = await self._run_creator(creator)
             if flight.write_back and await self._call("get", lease_key) == token:
-                await self._call(
-                    "set", self._key("v", key), (value, versions), self._timeout(ttl)
-                )
+                await self._call("set", self._key("v", key), (value, versions), self._timeout(ttl))
                 self._remember(key)
             return value
         finally:
@@ -315,6 +330,8 @@ class DjangoCacheAdapter(BaseCacheAdapter):
 class _BlockingDjangoCache(SyncCacheAdapter):
     """The blocking twin: the same keys, statistics and flights, with blocking Django calls."""
 
+    _adapter: DjangoCacheAdapter
+
     def __init__(self, adapter: DjangoCacheAdapter) -> None:
         self._adapter = adapter
 
@@ -345,11 +362,11 @@ class _BlockingDjangoCache(SyncCacheAdapter):
             flight.done.wait()
             if flight.error is not None:
                 raise flight.error
-            return flight.value  # type: ignore[no-any-return]
+            return flight.value
         token = _computing.set(computing | {(id(a), key)})
         try:
             flight.value = self._compute_or_wait(key, creator, ttl, tags, flight)
-            return flight.value  # type: ignore[no-any-return]
+            return flight.value
         except BaseException as exc:
             flight.error = exc
             raise
@@ -358,7 +375,12 @@ class _BlockingDjangoCache(SyncCacheAdapter):
             a._land(key, flight)
 
     def _compute_or_wait(
-        self, key: str, creator: Callable[[], Any], ttl: float | None, tags: Sequence[str], flight: _Flight
+        self,
+        key: str,
+        creator: Callable[[], Any],
+        ttl: float | None,
+        tags: Sequence[str],
+        flight: _Flight,
     ) -> Any:
         a = self._adapter
         if ttl == 0:

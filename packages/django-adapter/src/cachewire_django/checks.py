@@ -14,14 +14,14 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-import cachewire.rules
-from cachewire import registered_dispatcher_names
-from cachewire.rules import Rule, rules_for_model
 from django.apps import apps
 from django.conf import settings
 from django.core import checks
 from django.core.exceptions import FieldDoesNotExist
 
+import cachewire.rules
+from cachewire import registered_dispatcher_names
+from cachewire.rules import Rule, rules_for_model
 from cachewire_django import conf
 
 __all__ = ["PROVIDERS", "check_rules", "check_settings", "register"]
@@ -93,7 +93,9 @@ def check_settings(**_: Any) -> list[checks.CheckMessage]:
                     id="cachewire.E006",
                 )
             )
-    error = _dispatcher_error(raw.get("DEFAULT_DISPATCHER"), "CACHEWIRE['DEFAULT_DISPATCHER']", None)
+    error = _dispatcher_error(
+        raw.get("DEFAULT_DISPATCHER"), "CACHEWIRE['DEFAULT_DISPATCHER']", None
+    )
     if error is not None:
         errors.append(error)
     blocks = raw.get("DISPATCHER_SETTINGS")
@@ -148,9 +150,7 @@ def _path_error(model: Any, path: str) -> str | None:
     return None
 
 
-def check_rules(
-    app_configs: Sequence[Any] | None = None, **_: Any
-) -> list[checks.CheckMessage]:
+def check_rules(app_configs: Sequence[Any] | None = None, **_: Any) -> list[checks.CheckMessage]:
     """Check every registered rule against the installed models."""
     from cachewire_django.wiring import local_attname
 
@@ -162,7 +162,7 @@ def check_rules(
             error = _dispatcher_error(rule.dispatcher, where, None)
             if error is not None:
                 messages.append(error)
-        app_label, _, model_name = rule.label.partition(".")
+        app_label, _dot, model_name = rule.label.partition(".")
         if labels is not None and app_label not in labels:
             continue
         try:

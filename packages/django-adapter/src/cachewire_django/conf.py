@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from typing import Any
 
 import attrs
-import cachewire
 from django.conf import settings as django_settings
+
+import cachewire
+from cachewire.errors import ConfigurationError
 
 __all__ = ["DEFAULTS", "KNOWN_KEYS", "DjangoSettings", "apply_settings", "django_settings_block"]
 
@@ -27,6 +30,7 @@ DEFAULTS: Mapping[str, Any] = {
     "TASK_DEFAULTS": {},
 }
 KNOWN_KEYS = frozenset(DEFAULTS)
+logger = logging.getLogger("cachewire.django")
 
 
 @attrs.frozen
@@ -63,13 +67,20 @@ def apply_settings() -> None:
         from cachewire_django.cache import DjangoCacheAdapter
 
         default_cache = DjangoCacheAdapter(alias=str(value["DEFAULT_CACHE"]))
-    cachewire.configure(
-        default_dispatcher=str(value["DEFAULT_DISPATCHER"]),
-        dispatcher_raise_exception=bool(value["DISPATCHER_RAISE_EXCEPTION"]),
-        dispatcher_settings=dict(value["DISPATCHER_SETTINGS"] or {}),
-        default_cache=default_cache,
-        task_defaults=dict(value["TASK_DEFAULTS"] or {}),
-    )
+    wanted = {
+        "default_dispatcher": value["DEFAULT_DISPATCHER"],
+        "dispatcher_raise_exception": bool(value["DISPATCHER_RAISE_EXCEPTION"]),
+        "dispatcher_settings": value["DISPATCHER_SETTINGS"],
+        "default_cache": default_cache,
+        "task_defaults": value["TASK_DEFAULTS"],
+    }
+    for name, setting in wanted.items():
+        try:
+            cachewire.configure(**{name: setting})
+        except (ConfigurationError, TypeError, ValueError) as exc:
+            # Django must start so that `manage.py check` can report it (cachewire.E00x).
+            logger.error("CACHEWIRE: %s; keeping the default", exc)
+            cachewire.configure(**{name: getattr(cachewire.Settings(), name)})
     _current = DjangoSettings(
         skip_raw=bool(value["SKIP_RAW"]),
         default_cache=value["DEFAULT_CACHE"],

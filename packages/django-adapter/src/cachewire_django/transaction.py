@@ -15,11 +15,13 @@ import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from cachewire import get_settings
-from cachewire.dispatch import dispatch_stats, resolve_raise_exception
-from cachewire.rules import ChangeBatch, Rule, encode_value
 from django.db import connections
 from django.db import transaction as db_transaction
+
+from cachewire import get_settings
+from cachewire.dispatch import dispatch_stats, resolve_raise_exception
+from cachewire.rules import ChangeBatch, Rule
+from cachewire.wire import encode_value
 
 __all__ = ["caller_loop", "identity", "submit"]
 
@@ -85,7 +87,7 @@ class _Part:
     def commit(self) -> None:
         """Django calls this after the commit: send what no earlier part of it sent."""
         self.txn.forget(self)
-        batch = ChangeBatch(loop=self.loop)
+        batch = ChangeBatch(origin="django", using=self.txn.using, loop=self.loop)
         for key, (rule, kwargs) in self.work.items():
             if key not in self.txn.sent:
                 self.txn.sent.add(key)
@@ -98,7 +100,8 @@ class _Part:
 class _Transaction:
     """The parts of one connection's current transaction, keyed by savepoint ids."""
 
-    def __init__(self, hooks: list[Any]) -> None:
+    def __init__(self, using: str, hooks: list[Any]) -> None:
+        self.using = using
         self.hooks = hooks
         self.parts: dict[tuple[str, ...], _Part] = {}
         self.sent: set[tuple[str, str]] = set()
@@ -118,11 +121,11 @@ class _Transaction:
 _ATTRIBUTE = "_cachewire_transaction"
 
 
-def _transaction(connection: Any) -> _Transaction:
+def _transaction(using: str, connection: Any) -> _Transaction:
     hooks = connection.run_on_commit
     txn: _Transaction | None = getattr(connection, _ATTRIBUTE, None)
     if txn is None:
-        txn = _Transaction(hooks)
+        txn = _Transaction(using, hooks)
         setattr(connection, _ATTRIBUTE, txn)
     elif txn.hooks is not hooks:
         txn.prune(hooks)
@@ -143,11 +146,11 @@ def submit(using: str, work: Work) -> None:
         keyed = [(identity(rule, kwargs), rule, kwargs) for rule, kwargs in work]
         connection = connections[using]
         if not connection.in_atomic_block:
-            batch = ChangeBatch(loop=caller_loop())
+            batch = ChangeBatch(origin="django", using=using, loop=caller_loop())
             for _, rule, kwargs in keyed:
                 batch.add(rule, kwargs)
         else:
-            txn = _transaction(connection)
+            txn = _transaction(using, connection)
             sids = tuple(connection.savepoint_ids)
             part = txn.parts.get(sids)
             if part is None:

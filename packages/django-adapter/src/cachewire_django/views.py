@@ -17,9 +17,10 @@ import logging
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from cachewire import MISSING, BaseCacheAdapter, cached
 from django.http import HttpRequest, HttpResponse
 from django.utils.cache import cc_delim_re
+
+from cachewire import MISSING, BaseCacheAdapter, cached
 
 __all__ = ["cache_view"]
 
@@ -87,7 +88,7 @@ def _thaw(frozen: dict[str, Any]) -> HttpResponse:
 
 def cache_view(
     *,
-    ttl: float | None | Any = MISSING,
+    ttl: float | Any | None = MISSING,
     partition: Sequence[str] = (),
     vary_on_headers: Sequence[str] = ("Accept",),
     cache: BaseCacheAdapter | None = None,
@@ -126,7 +127,7 @@ def cache_view(
         compute.__signature__ = signature  # type: ignore[attr-defined]
         compute.__module__ = view.__module__
         compute.__qualname__ = view.__qualname__
-        stored = cached(
+        stored: Any = cached(
             cache, ttl=ttl, partition=partition, name=cache_id, invalidates_on=invalidates_on
         )(compute)
 

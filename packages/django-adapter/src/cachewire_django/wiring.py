@@ -13,11 +13,11 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 import attrs
-from cachewire.rules import Rule, rules_for_model
 from django.core.exceptions import FieldDoesNotExist
 from django.db import models
 from django.db.models.signals import m2m_changed, post_delete, post_init, post_save, pre_save
 
+from cachewire.rules import Rule, rules_for_model
 from cachewire_django import conf
 from cachewire_django.transaction import submit
 
@@ -156,9 +156,7 @@ def _read_path(obj: Any, path: str) -> Any:
     return current
 
 
-def work_for(
-    plan: Plan, instance: Any, old: Mapping[str, Any] | None = None
-) -> Work:
+def work_for(plan: Plan, instance: Any, old: Mapping[str, Any] | None = None) -> Work:
     """The (rule, arguments) pairs a change of ``instance`` maps to: its current values and, when
     ``old`` (attname -> value as loaded) differs, the old ones too."""
     work: Work = []
