@@ -102,7 +102,9 @@ class Ours:
         instance.save()
         self.prime(instance.customer_id)
         if self.calls - before != len(self.functions):
-            raise SystemExit(f"cachewire: {self.calls - before} of {len(self.functions)} recomputed")
+            raise SystemExit(
+                f"cachewire: {self.calls - before} of {len(self.functions)} recomputed"
+            )
 
 
 class Theirs(_restflow._Setup):

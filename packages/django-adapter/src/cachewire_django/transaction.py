@@ -15,10 +15,10 @@ import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from asgiref.sync import SyncToAsync
 from django.db import connections
 from django.db import transaction as db_transaction
 
-from asgiref.sync import SyncToAsync
 from cachewire import get_settings
 from cachewire.dispatch import dispatch_stats, resolve_raise_exception
 from cachewire.rules import ChangeBatch, Rule
