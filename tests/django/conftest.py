@@ -34,6 +34,7 @@ PG_UP = pg_reachable()
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
 #: Every key this run writes to Redis through Django starts with it; removed at the end.
 REDIS_KEY_PREFIX = f"cachewire-django-test-{os.getpid()}"
+Q_CLUSTER_NAME = f"cwtest{os.getpid()}"
 
 if not settings.configured:
     databases: dict[str, Any] = {
@@ -59,6 +60,7 @@ if not settings.configured:
             "django.contrib.contenttypes",
             "django.contrib.auth",
             "cachewire_django",
+            "django_q",
             "testapp",
         ],
         DATABASES=databases,
@@ -73,6 +75,19 @@ if not settings.configured:
         CACHEWIRE={"DEFAULT_DISPATCHER": "recording"},
         DEFAULT_AUTO_FIELD="django.db.models.AutoField",
         MIDDLEWARE=[],
+        # django-q2 with its ORM broker on PostgreSQL; the queue name is this run's own.
+        Q_CLUSTER={
+            "name": Q_CLUSTER_NAME,
+            "orm": "pg" if "pg" in databases else "default",
+            "workers": 1,
+            "timeout": 20,
+            "retry": 30,
+            "max_attempts": 1,
+            "poll": 0.05,
+            "catch_up": False,
+            "ack_failures": True,
+            "save_limit": 0,
+        },
     )
 
 
@@ -107,6 +122,22 @@ def all_aliases() -> list[Any]:
         "default",
         pytest.param("pg", marks=pytest.mark.postgres),
     ]
+
+
+@pytest.fixture(autouse=True)
+def _test_app_rules() -> None:
+    """The conformance suites forget every rule after each of their tests: declare the test
+    app's again, as a module reload would."""
+    import importlib
+
+    from cachewire.rules import rules_for_model
+
+    if not rules_for_model("testapp.Order"):
+        import testapp.cachewire
+        import testapp.views
+
+        importlib.reload(testapp.cachewire)
+        importlib.reload(testapp.views)
 
 
 @pytest.fixture(autouse=True)

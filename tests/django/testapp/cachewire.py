@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from cachewire import Rule, cached
+from cachewire_django import DjangoCacheAdapter
 
-CALLS: dict[str, int] = {}
+# Kept across a reload (see conftest._test_app_rules).
+CALLS: dict[str, int] = globals().get("CALLS", {})
 
 
 def _count(name: str) -> None:
@@ -63,3 +65,20 @@ def posts_with_tag(tag_id: int) -> int:
 def watched(label: str) -> str:
     _count("watched")
     return label
+
+
+@cached(
+    DjangoCacheAdapter("redis", key_prefix="e2e"),
+    partition=["board_id"],
+    invalidates_on=[
+        Rule(
+            model="testapp.Ticket",
+            field_mapping={"board_id": "board_id"},
+            dispatcher="django_q",
+            dispatcher_config={"group": "cachewire-tests"},
+        )
+    ],
+)
+def board(board_id: int) -> int:
+    _count("board")
+    return CALLS["board"]

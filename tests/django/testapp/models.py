@@ -52,3 +52,10 @@ class Watched(models.Model):
 
     value = models.IntegerField(default=0)
     label = models.CharField(max_length=20, default="")
+
+
+class Ticket(models.Model):
+    """Its rule runs on a django-q cluster and its cache is in Redis (end-to-end tests)."""
+
+    board_id = models.IntegerField()
+    title = models.CharField(max_length=50, default="")

@@ -9,7 +9,7 @@ from cachewire_django import cache_view
 
 from .models import Post
 
-RENDERS: list[str] = []
+RENDERS: list[str] = globals().get("RENDERS", [])  # kept across a reload
 
 
 def _post_rules(name: str) -> list[Rule]:
