@@ -117,10 +117,25 @@ class RecordingDispatcher(Dispatcher):
 django.setup()
 
 
+#: Flushed after each transactional test (flushing every app re-runs post_migrate: slow).
+AVAILABLE_APPS = ["cachewire_django", "django_q", "testapp"]
+
+
+def transactional(*databases: str) -> pytest.MarkDecorator:
+    """``django_db`` for a test that commits: ``databases`` (default ``default``) are emptied
+    after it."""
+    return pytest.mark.django_db(
+        transaction=True,
+        databases=list(databases or ["default"]),
+        available_apps=AVAILABLE_APPS,
+    )
+
+
 def all_aliases() -> list[Any]:
+    """``default`` (SQLite) and ``pg`` (PostgreSQL), each test flushing only what it used."""
     return [
-        "default",
-        pytest.param("pg", marks=pytest.mark.postgres),
+        pytest.param("default", marks=transactional()),
+        pytest.param("pg", marks=[pytest.mark.postgres, transactional("default", "pg")]),
     ]
 
 

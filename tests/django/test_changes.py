@@ -17,9 +17,9 @@ from cachewire import get_settings
 from cachewire.dispatch import dispatch_stats
 from cachewire.errors import DispatchError
 from cachewire_django.wiring import SNAPSHOT
-from conftest import RecordingDispatcher, invalidated
+from conftest import RecordingDispatcher, invalidated, transactional
 
-pytestmark = [pytest.mark.django_db(transaction=True)]
+pytestmark = [transactional()]
 
 
 def test_changed_covers_bulk_create_and_bulk_update(recorded: Any) -> None:

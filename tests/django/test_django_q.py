@@ -22,7 +22,14 @@ from django.db import connections, transaction
 
 from cachewire.dispatch import dispatch_stats
 from cachewire.testing import DispatcherContract
-from conftest import DATABASE_URL, PG_TEST_NAME, Q_CLUSTER_NAME, REDIS_KEY_PREFIX, _pg
+from conftest import (
+    DATABASE_URL,
+    PG_TEST_NAME,
+    Q_CLUSTER_NAME,
+    REDIS_KEY_PREFIX,
+    _pg,
+    transactional,
+)
 
 pytestmark = [pytest.mark.postgres]
 
@@ -86,7 +93,7 @@ def q_worker(transactional_db: None, django_db_blocker: Any) -> Iterator[InProce
     DjangoQDispatcher.close()
 
 
-@pytest.mark.django_db(transaction=True, databases="__all__")
+@transactional("default", "pg")
 class TestDjangoQContract(DispatcherContract):
     expect_batching = True
 
@@ -146,7 +153,7 @@ def _drained(deadline: float) -> None:
 
 
 @pytest.mark.timeout(60)
-@pytest.mark.django_db(transaction=True, databases="__all__")
+@transactional("default", "pg")
 def test_a_real_cluster_runs_the_rules_after_the_commit(qcluster: Any) -> None:
     from testapp.cachewire import CALLS, board
     from testapp.models import Ticket

@@ -7,7 +7,9 @@ from django.test import AsyncClient, Client
 from testapp.models import Post
 from testapp.views import RENDERS
 
-pytestmark = [pytest.mark.django_db(transaction=True)]
+from conftest import transactional
+
+pytestmark = [transactional()]
 
 
 @pytest.fixture(autouse=True)
