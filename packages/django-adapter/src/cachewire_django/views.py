@@ -14,11 +14,11 @@ import contextvars
 import functools
 import inspect
 import logging
+import re
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from django.http import HttpRequest, HttpResponse
-from django.utils.cache import cc_delim_re
 
 from cachewire import MISSING, BaseCacheAdapter, cached
 
@@ -27,6 +27,7 @@ __all__ = ["cache_view"]
 logger = logging.getLogger("cachewire.django")
 
 _CACHEABLE_METHODS = ("GET", "HEAD")
+_COMMA = re.compile(r"\s*,\s*")
 _call: contextvars.ContextVar[tuple[Any, ...]] = contextvars.ContextVar("cachewire_django_view")
 
 
@@ -55,7 +56,7 @@ def _why_not_stored(response: HttpResponse, headers: Sequence[str]) -> str | Non
         return "it is streaming"
     control = {
         part.split("=", 1)[0].strip().lower()
-        for part in cc_delim_re.split(response.get("Cache-Control", ""))
+        for part in _COMMA.split(response.get("Cache-Control", ""))
     }
     if control & {"private", "no-store", "no-cache"}:
         return "Cache-Control forbids it"
