@@ -10,7 +10,7 @@ import pytest
 from django.db import transaction
 from django.db.models.signals import post_init
 from django.test import override_settings
-from testapp.models import Customer, Order, Plain, Watched
+from testapp.models import Customer, Note, Order, Plain, Watched
 
 import cachewire_django
 from cachewire import get_settings
@@ -145,3 +145,16 @@ async def test_asave_reaches_the_asyncio_dispatcher_on_the_running_loop() -> Non
     assert loops
     assert all(loop is asyncio.get_running_loop() for loop in loops)
     assert dispatch_stats.snapshot()["invalidations"] >= 2
+
+
+def test_an_argument_that_cannot_travel_is_reported_not_skipped(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """drf-restflow bug 3.3.13: work it could not do was skipped without a word."""
+    customer = Customer.objects.create(name="c")
+    with caplog.at_level(logging.ERROR):
+        Note.objects.create(customer=customer)  # the save itself succeeds
+    assert dispatch_stats.snapshot()["dispatch_errors"] == 1
+    assert "notes_of" in caplog.text
+    assert "cannot travel" in caplog.text
+    assert Note.objects.count() == 1

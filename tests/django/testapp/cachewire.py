@@ -82,3 +82,11 @@ def watched(label: str) -> str:
 def board(board_id: int) -> int:
     _count("board")
     return CALLS["board"]
+
+
+@cached(
+    partition=["owner"],
+    invalidates_on=[Rule(model="testapp.Note", field_mapping={"owner": "customer"})],
+)
+def notes_of(owner: int) -> int:
+    return owner

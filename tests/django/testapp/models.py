@@ -59,3 +59,9 @@ class Ticket(models.Model):
 
     board_id = models.IntegerField()
     title = models.CharField(max_length=50, default="")
+
+
+class Note(models.Model):
+    """Its rule maps to the related object itself, which cannot travel: a mistake to report."""
+
+    customer = models.ForeignKey(Customer, on_delete=models.CASCADE)
