@@ -7,7 +7,7 @@ import contextlib
 import contextvars
 import json
 import logging
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 import attrs
@@ -16,26 +16,32 @@ from cachewire._settings import get_settings
 from cachewire.dispatch._base import Dispatcher
 from cachewire.dispatch._policy import resolve_raise_exception
 from cachewire.dispatch._stats import dispatch_stats
-from cachewire.errors import CachewireError, DispatchError
+from cachewire.errors import CachewireError, ConfigurationError, DispatchError
 from cachewire.rules._payload import encode_value
-from cachewire.rules._rule import Rule, rules_for_model
+from cachewire.rules._rule import (
+    OldValues,
+    Rule,
+    model_label,
+    report_unknown_model,
+    rules_for_model,
+)
 
 __all__ = ["ChangeBatch", "changed", "collect", "current_batch"]
 
 logger = logging.getLogger("cachewire.rules")
 
-EVENTS = ("save", "delete")
+#: What `changed(event=...)` accepts: "save" means create-or-update (the caller does not know).
+CHANGE_EVENTS = ("create", "update", "delete", "save")
 _PLAIN = frozenset({int, str, bool, type(None)})
 
 
-def _old_kwargs(rule: Rule, old: Any, new_kwargs: Mapping[str, Any]) -> dict[str, Any]:
+def _old_state(old: Any, new: Any) -> Any:
+    """The old state a rule reads: the old object itself, or the given old values over ``new``."""
+    if old is None or type(old) is OldValues:
+        return old
     if isinstance(old, Mapping):
-        # A mapping of old values may name only the attributes that changed.
-        return {
-            param: (old[path] if path in old else new_kwargs[param])
-            for param, path in rule.field_mapping.items()
-        }
-    return rule.kwargs_for(old)
+        return OldValues(old, new)
+    return old
 
 
 @attrs.define
@@ -171,25 +177,42 @@ def _running_loop() -> asyncio.AbstractEventLoop | None:
         return None
 
 
-def changed(model: Any, obj: Any, *, old: Any = None, event: str = "save") -> int:
-    """Record that ``obj`` (of ``model``) was saved or deleted; returns the invalidations queued.
+def changed(
+    model: Any,
+    obj: Any,
+    *,
+    old: Any = None,
+    event: str = "save",
+    update_fields: Iterable[str] | None = None,
+) -> int:
+    """Record that ``obj`` (of ``model``) was created, updated or deleted; returns the
+    invalidations queued.
 
-    Rules are evaluated against the new object and, when ``old`` is given (an object or a mapping
-    of old attribute values), against the old values too, so moving a row between partitions
-    invalidates both. Outside `collect()` the work is sent at once.
+    ``event`` is "create", "update", "delete", or "save" (create or update: the caller cannot
+    tell). Rules are evaluated against the new object and, when ``old`` is given (the old object,
+    or a mapping of old values by path or attribute name), against the old state too, so moving
+    a row between partitions invalidates both. ``update_fields`` (the fields a save wrote) narrows
+    ``watch_fields``. Outside `collect()` the work is sent at once. Raises `RulePathError` when a
+    rule's path does not exist on ``obj``. A model no rule knows is logged once and counted.
     """
-    if event not in EVENTS:
-        raise CachewireError(f"changed(event={event!r}) must be one of {EVENTS}")
+    if event not in CHANGE_EVENTS:
+        raise ConfigurationError(f"changed(event={event!r}) must be one of {CHANGE_EVENTS}")
+    rules = rules_for_model(model)
+    if not rules:
+        dispatch_stats.bump("unknown_models")
+        report_unknown_model(model_label(model))
+        return 0
+    old_state = _old_state(old, obj)
     batch = _current.get()
     own = batch is None
     if batch is None:
         batch = ChangeBatch(loop=_running_loop())
     before = len(batch)
-    for rule in rules_for_model(model):
-        kwargs = rule.kwargs_for(obj)
-        batch.add(rule, kwargs)
-        if old is not None:
-            batch.add(rule, _old_kwargs(rule, old, kwargs))
+    for rule in rules:
+        for kwargs in rule.invalidations(
+            obj, old=old_state, event=event, update_fields=update_fields
+        ):
+            batch.add(rule, kwargs)
     queued = len(batch) - before
     if own:
         batch.flush()
