@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import attrs
 
-__all__ = ["Settings", "configure", "get_settings", "reset_settings"]
+__all__ = ["Settings", "configure", "get_settings", "register_validator", "reset_settings"]
 
 _UNSET: Any = object()
 
@@ -36,6 +36,22 @@ class Settings:
 _lock = threading.Lock()
 _current = Settings()
 
+#: ``validator(candidate, changed_names)``: raises `ConfigurationError` to refuse a `configure`.
+SettingsValidator = Callable[[Settings, frozenset[str]], None]
+_validators: list[SettingsValidator] = []
+
+
+def register_validator(validator: SettingsValidator) -> SettingsValidator:
+    """Have `configure` call ``validator`` before new settings take effect.
+
+    Upper layers (the dispatcher registry, ...) install their checks here, so this module needs
+    to import none of them. Registering the same function twice keeps one.
+    """
+    with _lock:
+        if validator not in _validators:
+            _validators.append(validator)
+    return validator
+
 
 def get_settings() -> Settings:
     """The settings in force."""
@@ -51,7 +67,11 @@ def configure(
     task_guard: Any = _UNSET,
     task_defaults: Mapping[str, Any] = _UNSET,
 ) -> Settings:
-    """Change some settings, keeping the others, and return the new snapshot."""
+    """Change some settings, keeping the others, and return the new snapshot.
+
+    Raises `ConfigurationError` (and changes nothing) when a value is wrong, for example a
+    ``default_dispatcher`` that names no registered dispatcher.
+    """
     global _current
     changes = {
         name: value
@@ -65,6 +85,12 @@ def configure(
         }.items()
         if value is not _UNSET
     }
+    with _lock:
+        candidate = attrs.evolve(_current, **changes)
+        validators = list(_validators)
+    names = frozenset(changes)
+    for validator in validators:
+        validator(candidate, names)
     with _lock:
         _current = attrs.evolve(_current, **changes)
         return _current

@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from importlib import metadata
 from typing import Any
 
+from cachewire._settings import Settings, register_validator
 from cachewire.dispatch._base import Dispatcher
 from cachewire.errors import ConfigurationError, DispatcherUnavailableError
 
@@ -104,3 +105,32 @@ def get_dispatcher(
         with _lock:
             instance = _instances.setdefault(key, instance)
     return instance
+
+
+@register_validator
+def _check_settings(settings: Settings, changed: frozenset[str]) -> None:
+    """`configure(default_dispatcher=...)` must name a dispatcher that exists."""
+    if "default_dispatcher" not in changed:
+        return
+    spec: Any = settings.default_dispatcher
+    if isinstance(spec, type) and issubclass(spec, Dispatcher):
+        return
+    known = registered_dispatcher_names()
+    if isinstance(spec, str) and (spec in known or spec in _subclass_names()):
+        return
+    raise ConfigurationError(
+        f"configure(default_dispatcher={spec!r}) names no registered dispatcher; known: "
+        f"{', '.join(known)}"
+    )
+
+
+def _subclass_names() -> set[str]:
+    # Tasks still accept a defined but unregistered subclass by its name; until the single
+    # resolver lands, the settings check accepts those too.
+    names: set[str] = set()
+    pending = list(Dispatcher.__subclasses__())
+    while pending:
+        cls = pending.pop()
+        names.add(cls.name)
+        pending.extend(cls.__subclasses__())
+    return names

@@ -165,6 +165,20 @@ def _check_enforceable(timeout: Any, dispatcher: Any, where: str) -> None:
     )
 
 
+def _check_declared_dispatcher(dispatcher: Any, timeout: Any, where: str) -> None:
+    """At decoration: the dispatcher must exist (plugins are loaded to check) and be able to
+    enforce ``timeout``."""
+    cls = _dispatcher_class(dispatcher)
+    if cls is None and isinstance(dispatcher, str):
+        registry = importlib.import_module("cachewire.dispatch")
+        try:
+            cls = registry.dispatcher_class(dispatcher)
+        except ConfigurationError as exc:
+            raise ConfigurationError(f"{where} {exc}") from exc
+    if timeout is not UNSET:
+        _check_enforceable(timeout, cls or dispatcher, where)
+
+
 def _check_options(where: str, *, on_duplicate: Any, timeout: Any, labels: Any) -> None:
     """`ConfigurationError` for an invalid option; an option left UNSET is not checked."""
     if on_duplicate is not UNSET and on_duplicate not in DUPLICATE_POLICIES:
@@ -214,8 +228,8 @@ class Task(Generic[P, R]):
         if isinstance(dispatcher, type) and issubclass(dispatcher, Dispatcher):
             # One instance per task, so a pool or loop-bound dispatcher is not rebuilt per submit.
             dispatcher = dispatcher()
-        if timeout is not UNSET and dispatcher is not UNSET:
-            _check_enforceable(timeout, dispatcher, where)
+        if dispatcher is not UNSET:
+            _check_declared_dispatcher(dispatcher, timeout, where)
         self.func = func
         self.name = name
         self.is_async = inspect.iscoroutinefunction(func)
@@ -449,13 +463,19 @@ def task(
     labels: Mapping[str, Any] = UNSET,
     name: str | None = None,
     guard: Any = UNSET,
+    **unknown: Any,
 ) -> Any:
     """Make a sync or async function a `Task`, registered under ``name`` or ``module.qualname``.
 
     Options not given fall back to settings (``default_dispatcher``, ``task_guard``, ...).
-    Raises `ConfigurationError` for an invalid option, a lambda/local function without ``name``,
-    or a ``timeout`` the known dispatcher cannot enforce.
+    Raises `ConfigurationError` for an unknown or invalid option, an unknown dispatcher, a
+    lambda/local function without ``name``, or a ``timeout`` the dispatcher cannot enforce.
     """
+    if unknown:
+        raise ConfigurationError(
+            f"unknown @task option(s) {sorted(unknown)}; valid options are "
+            f"{[*OPTION_NAMES, 'registry', 'middlewares', 'name', 'guard']}"
+        )
 
     def wrap(f: Callable[..., Any]) -> Task[..., Any]:
         return Task(
