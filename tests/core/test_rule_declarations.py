@@ -34,31 +34,6 @@ def test_configure_accepts_registered_dispatchers_and_leaves_others_unchecked() 
     assert get_settings().dispatcher_raise_exception is True
 
 
-def test_settings_validators_see_the_candidate_and_the_changed_names() -> None:
-    from cachewire import _settings
-
-    seen: list[tuple[bool, frozenset[str]]] = []
-
-    def validator(candidate: Any, names: frozenset[str]) -> None:
-        seen.append((candidate.dispatcher_raise_exception, names))
-        if candidate.task_defaults.get("queue") == "forbidden":
-            raise ConfigurationError("no")
-
-    _settings.register_validator(validator)
-    _settings.register_validator(validator)  # once is enough
-    try:
-        configure(dispatcher_raise_exception=True)
-        with pytest.raises(ConfigurationError):
-            configure(task_defaults={"queue": "forbidden"})
-        assert get_settings().task_defaults == {}
-    finally:
-        _settings._validators.remove(validator)
-    assert seen == [
-        (True, frozenset({"dispatcher_raise_exception"})),
-        (True, frozenset({"task_defaults"})),
-    ]
-
-
 # ------------------------------------------------------------------ @task
 
 

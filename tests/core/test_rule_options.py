@@ -10,7 +10,8 @@ import pytest
 
 from cachewire import cached, errors
 from cachewire.cache import InMemoryCacheAdapter
-from cachewire.dispatch import AsyncIODispatcher, dispatch_stats
+from cachewire.dispatch import dispatch_stats
+from cachewire.dispatchers import AsyncIODispatcher
 from cachewire.rules import Rule, changed, collect
 
 

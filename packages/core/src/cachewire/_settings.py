@@ -8,9 +8,20 @@ from typing import Any
 
 import attrs
 
-__all__ = ["Settings", "configure", "get_settings", "register_validator", "reset_settings"]
+from cachewire.errors import ConfigurationError
+
+__all__ = ["Settings", "add_settings_check", "configure", "get_settings", "reset_settings"]
 
 _UNSET: Any = object()
+
+#: Task options that ``task_defaults`` may set, with their built-in defaults.
+TASK_OPTION_DEFAULTS: Mapping[str, Any] = {
+    "queue": None,
+    "bind": False,
+    "on_duplicate": "parallel",
+    "timeout": None,
+    "labels": {},
+}
 
 
 @attrs.frozen
@@ -35,22 +46,14 @@ class Settings:
 
 _lock = threading.Lock()
 _current = Settings()
-
-#: ``validator(candidate, changed_names)``: raises `ConfigurationError` to refuse a `configure`.
-SettingsValidator = Callable[[Settings, frozenset[str]], None]
-_validators: list[SettingsValidator] = []
+# Checks that upper layers (the dispatcher registry, ...) add, run on every `configure`.
+_checks: list[Callable[[Settings], None]] = []
 
 
-def register_validator(validator: SettingsValidator) -> SettingsValidator:
-    """Have `configure` call ``validator`` before new settings take effect.
-
-    Upper layers (the dispatcher registry, ...) install their checks here, so this module needs
-    to import none of them. Registering the same function twice keeps one.
-    """
-    with _lock:
-        if validator not in _validators:
-            _validators.append(validator)
-    return validator
+def add_settings_check(check: Callable[[Settings], None]) -> None:
+    """Run ``check(new_settings)`` on every `configure`; it raises `ConfigurationError` to refuse
+    them (the settings in force stay as they were)."""
+    _checks.append(check)
 
 
 def get_settings() -> Settings:
@@ -67,11 +70,7 @@ def configure(
     task_guard: Any = _UNSET,
     task_defaults: Mapping[str, Any] = _UNSET,
 ) -> Settings:
-    """Change some settings, keeping the others, and return the new snapshot.
-
-    Raises `ConfigurationError` (and changes nothing) when a value is wrong, for example a
-    ``default_dispatcher`` that names no registered dispatcher.
-    """
+    """Change some settings, keeping the others, and return the new snapshot."""
     global _current
     changes = {
         name: value
@@ -85,14 +84,17 @@ def configure(
         }.items()
         if value is not _UNSET
     }
+    unknown_defaults = sorted(set(changes.get("task_defaults", {})) - set(TASK_OPTION_DEFAULTS))
+    if unknown_defaults:
+        raise ConfigurationError(
+            f"configure(task_defaults=...) has unknown option(s) {unknown_defaults}; valid ones "
+            f"are {sorted(TASK_OPTION_DEFAULTS)} (set the dispatcher with default_dispatcher)"
+        )
     with _lock:
         candidate = attrs.evolve(_current, **changes)
-        validators = list(_validators)
-    names = frozenset(changes)
-    for validator in validators:
-        validator(candidate, names)
-    with _lock:
-        _current = attrs.evolve(_current, **changes)
+        for check in _checks:
+            check(candidate)
+        _current = candidate
         return _current
 
 

@@ -19,6 +19,7 @@ __all__ = [
     "TaskTimeoutError",
     "UnknownRuleError",
     "UnknownTaskError",
+    "UnsupportedVersionError",
 ]
 
 
@@ -68,6 +69,10 @@ class UnknownRuleError(DispatchError):
 
 class PayloadError(DispatchError):
     """A wire payload could not be encoded or decoded."""
+
+
+class UnsupportedVersionError(PayloadError):
+    """A message was written by a newer major version of the wire than this process reads."""
 
 
 class TaskError(CachewireError):
