@@ -8,10 +8,10 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 from urllib.parse import urlparse
 
+import django
 import pytest
 from django.conf import settings
 
-import django
 from cachewire import DispatchContext, Dispatcher, register_dispatcher, run_rules
 from cachewire.dispatch import dispatch_stats
 
