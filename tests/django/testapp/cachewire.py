@@ -90,3 +90,38 @@ def board(board_id: int) -> int:
 )
 def notes_of(owner: int) -> int:
     return owner
+
+
+def is_published(article: object) -> bool:
+    return getattr(article, "status", None) == "published"
+
+
+@cached(
+    partition=["section"],
+    invalidates_on=[
+        Rule(
+            model="testapp.Article",
+            field_mapping={"section": "section"},
+            watch_fields=["section", "status"],
+            condition=is_published,
+        )
+    ],
+)
+def section_page(section: str) -> str:
+    _count("section_page")
+    return section
+
+
+@cached(
+    partition=["section"],
+    invalidates_on=[
+        Rule(
+            model="testapp.Article",
+            field_mapping={"section": "section"},
+            events=["create", "delete"],
+        )
+    ],
+)
+def section_count(section: str) -> str:
+    _count("section_count")
+    return section

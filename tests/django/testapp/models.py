@@ -65,3 +65,11 @@ class Note(models.Model):
     """Its rule maps to the related object itself, which cannot travel: a mistake to report."""
 
     customer = models.ForeignKey(Customer, on_delete=models.CASCADE)
+
+
+class Article(models.Model):
+    """Rules with options: watched fields, a condition, chosen events."""
+
+    section = models.CharField(max_length=20)
+    status = models.CharField(max_length=20, default="draft")
+    views = models.IntegerField(default=0)
