@@ -139,20 +139,24 @@ def all_aliases() -> list[Any]:
     ]
 
 
-@pytest.fixture(autouse=True)
-def _test_app_rules() -> None:
-    """The conformance suites forget every rule after each of their tests: declare the test
-    app's again, as a module reload would."""
+def restore_test_app_rules(*, force: bool = False) -> None:
+    """Declare the test app's rules again (as a module reload does) if they were forgotten."""
     import importlib
 
     from cachewire.rules import rules_for_model
 
-    if not rules_for_model("testapp.Order"):
+    if force or not rules_for_model("testapp.Order"):
         import testapp.cachewire
         import testapp.views
 
         importlib.reload(testapp.cachewire)
         importlib.reload(testapp.views)
+
+
+@pytest.fixture(autouse=True)
+def _test_app_rules() -> None:
+    """The conformance suites forget every rule after each of their tests."""
+    restore_test_app_rules()
 
 
 @pytest.fixture(autouse=True)
