@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from cachewire.cache import encode_key
 from cachewire.cache._keys import encode_value
-from cachewire.errors import ConfigurationError
+from cachewire.errors import ValueNotPortableError
 
 
 class Color(enum.Enum):
@@ -102,7 +102,7 @@ def test_long_keys_are_digested_but_stay_distinct() -> None:
 
 
 def test_unsupported_values_name_the_argument() -> None:
-    with pytest.raises(ConfigurationError, match="argument 'x'"):
+    with pytest.raises(ValueNotPortableError, match="argument 'x'"):
         encode_key("f", {"x": object()})
 
 

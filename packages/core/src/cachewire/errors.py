@@ -14,10 +14,14 @@ __all__ = [
     "PayloadError",
     "ReentrantCallError",
     "SerializationError",
+    "TaskArgumentError",
     "TaskError",
+    "TaskMessageError",
     "TaskTimeoutError",
     "UnknownRuleError",
     "UnknownTaskError",
+    "UnsupportedVersionError",
+    "ValueNotPortableError",
 ]
 
 
@@ -65,8 +69,28 @@ class PayloadError(DispatchError):
     """A wire payload could not be encoded or decoded."""
 
 
+class UnsupportedVersionError(PayloadError):
+    """A message was written in a wire format this process cannot read (a newer major version)."""
+
+
+class ValueNotPortableError(SerializationError, PayloadError):
+    """A value is outside the one policy of values that can travel (docs/values.md).
+
+    Raised wherever a value would cross a process or become a key: cache keys and partitions,
+    rule and task arguments, the JSON codec. The message names where the value came from.
+    """
+
+
 class TaskError(CachewireError):
     """A task could not be submitted or run."""
+
+
+class TaskMessageError(PayloadError, TaskError):
+    """A task message is malformed: a missing field, or one of the wrong type or value."""
+
+
+class TaskArgumentError(ValueNotPortableError, TaskMessageError):
+    """A task argument (or label) is outside the values that can travel."""
 
 
 class UnknownTaskError(TaskError):

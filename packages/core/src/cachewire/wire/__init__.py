@@ -1,0 +1,59 @@
+"""The wire: the one policy of which values can travel, and the versioned envelope around
+everything that crosses a process (rule work and task messages).
+
+The bottom layer of cachewire: it imports nothing of cachewire but `cachewire.errors`.
+"""
+
+from __future__ import annotations
+
+from cachewire.wire._envelope import (
+    KINDS,
+    WIRE_VERSION,
+    Envelope,
+    decode_envelope,
+    encode_envelope,
+)
+from cachewire.wire._rule_work import RuleWork, decode_rule_work, encode_rule_work
+from cachewire.wire._task_message import (
+    DUPLICATE_POLICIES,
+    TaskMessage,
+    canonical_arguments,
+    duplicate_key,
+)
+from cachewire.wire._values import (
+    MAX_DEPTH,
+    MAX_INT_DIGITS,
+    REPR_LIMIT,
+    TAG,
+    bounded_repr,
+    decode_tagged,
+    escape,
+    from_portable,
+    key_fragment,
+    to_portable,
+)
+
+__all__ = [
+    "DUPLICATE_POLICIES",
+    "KINDS",
+    "MAX_DEPTH",
+    "MAX_INT_DIGITS",
+    "REPR_LIMIT",
+    "TAG",
+    "WIRE_VERSION",
+    "Envelope",
+    "RuleWork",
+    "TaskMessage",
+    "bounded_repr",
+    "canonical_arguments",
+    "decode_envelope",
+    "decode_rule_work",
+    "decode_tagged",
+    "duplicate_key",
+    "encode_envelope",
+    "encode_rule_work",
+    "escape",
+    "from_portable",
+    "key_fragment",
+    "to_portable",
+]
