@@ -22,8 +22,8 @@ import datetime as dt
 import decimal
 import enum
 import math
+import re
 import reprlib
-import string
 import sys
 import uuid
 import zoneinfo
@@ -55,7 +55,6 @@ REPR_LIMIT = 200
 TAG = "__cw__"
 
 _INT_LIMIT = 10**MAX_INT_DIGITS
-_SAFE = frozenset(string.ascii_letters + string.digits + "_.-")
 _DOCS = "see docs/values.md for the values that can travel"
 
 
@@ -279,11 +278,18 @@ def _wall_clock(value: dt.datetime | dt.time) -> tuple[str, str | None, int]:
 # ------------------------------------------------------------------------- key fragments
 
 
+_UNSAFE = re.compile(r"[^A-Za-z0-9_.\-]")
+
+
+def _percent(match: re.Match[str]) -> str:
+    return "".join(f"%{b:02X}" for b in match.group().encode())
+
+
 def escape(text: str) -> str:
     """Percent-encode everything but ``[A-Za-z0-9_.-]`` (UTF-8), so the result is glob-free."""
-    if all(ch in _SAFE for ch in text):
+    if _UNSAFE.search(text) is None:
         return text
-    return "".join(ch if ch in _SAFE else "".join(f"%{b:02X}" for b in ch.encode()) for ch in text)
+    return _UNSAFE.sub(_percent, text)
 
 
 def _sized(tag: str, body: str) -> str:
@@ -370,6 +376,12 @@ _KEY_CONTAINERS: dict[str, Callable[[Any, int], str]] = {
     "dict": _key_dict,
 }
 _CONTAINERS = frozenset(_KEY_CONTAINERS)
+# The commonest argument types, straight to their encoder.
+_KEY_SIMPLE: dict[type, Callable[[Any], str]] = {
+    kind: _KEY_SCALARS[name]
+    for kind, name in _EXACT.items()
+    if name in ("none", "bool", "int", "str", "uuid", "date")
+}
 
 
 def key_fragment(
@@ -380,7 +392,13 @@ def key_fragment(
 
     Raises ``error`` (a `ValueNotPortableError`) naming ``where`` for anything else.
     """
-    return _wrap(_key, value, where, error)  # type: ignore[no-any-return]
+    simple = _KEY_SIMPLE.get(type(value))
+    try:
+        return simple(value) if simple is not None else _key(value, 0)
+    except _Refused as refused:
+        _raise_refusal(refused, where, error)
+    except RecursionError:
+        raise error(f"{where} is nested too deeply to encode; {_DOCS}") from None
 
 
 # --------------------------------------------------------------------------- portable form
