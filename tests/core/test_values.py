@@ -253,7 +253,7 @@ def test_an_enum_path_never_imports_a_module() -> None:
 def test_an_enum_partition_value_invalidated_by_a_worker_hits(
     member: enum.Enum, other: enum.Enum
 ) -> None:
-    from cachewire.dispatch import run_rules
+    from cachewire import run_work
 
     calls: list[Any] = []
 
@@ -267,7 +267,7 @@ def test_an_enum_partition_value_invalidated_by_a_worker_hits(
     assert report(other) == 2
     assert report(member) == 1
     # What a broker worker does: decode the wire text, then invalidate.
-    run_rules(encode_rule_work([rule.id], {rule.id: [{"level": member}]}))
+    run_work(encode_rule_work([rule.id], {rule.id: [{"level": member}]}), dispatcher_name="inline")
     assert report(member) == 3
     assert report(other) == 2
 

@@ -53,7 +53,7 @@ def test_rule_work_round_trips() -> None:
     text = encode_rule_work(["a", "b"], {"a": [{"x": 1}, {"x": (2, when)}]}, {"origin": "db"})
     work = decode_rule_work(text)
     assert work == RuleWork(
-        rule_ids=("a", "b"),
+        rule_ids=["a", "b"],
         rule_kwargs={"a": [{"x": 1}, {"x": (2, when)}], "b": []},
         context={"origin": "db"},
     )
@@ -156,7 +156,6 @@ _DROP = object()
         ({"labels": ["a"]}, "labels"),
         ({"kwargs": []}, "kwargs"),
         ({"args": {"a": 1}}, "args"),
-        ({"args": _DROP}, "args"),
         ({"queue": 3}, "queue"),
         ({"registry": {}}, "registry"),
         ({"dispatcher": ["x"]}, "dispatcher"),

@@ -25,7 +25,7 @@ class RuleWork:
     """Decoded rule work: the rule ids in order, each one's argument sets, and the context the
     producer sent (for example the origin of the change)."""
 
-    rule_ids: tuple[str, ...]
+    rule_ids: list[str]
     rule_kwargs: dict[str, list[dict[str, Any]]]
     context: dict[str, Any] = attrs.field(factory=dict)
 
@@ -110,7 +110,7 @@ def decode_rule_work(raw: str | bytes | bytearray | Envelope) -> RuleWork:
     if type(context) is not dict:
         raise PayloadError("rule work's context must be an object")
     return RuleWork(
-        rule_ids=tuple(rule_ids),
+        rule_ids=list(rule_ids),
         rule_kwargs={rule_id: _decode_sets(rule_id, sets) for rule_id, sets in by_rule.items()},
         context={
             name: from_portable(value, where=f"context {name!r}") for name, value in context.items()

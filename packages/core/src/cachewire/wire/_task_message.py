@@ -123,8 +123,9 @@ _CHECKS: dict[str, Callable[[Any], Any]] = {
     "registry": lambda value: _text(value, "registry", optional=True),
     "dispatcher": lambda value: _text(value, "dispatcher", optional=True),
 }
-_REQUIRED = frozenset({"name", "args", "kwargs", "uuid"})
-_OPTIONAL = frozenset(_CHECKS) | {"labels"}
+# Only the name is required: the other fields have defaults, as in the constructor.
+_REQUIRED = frozenset({"name"})
+_OPTIONAL = frozenset(_CHECKS) | {"args", "kwargs", "labels"}
 
 
 def _object(value: Any, field: str) -> dict[str, Any]:
@@ -203,24 +204,27 @@ class TaskMessage:
         body = envelope.body
         fields = {field: check(body[field]) for field, check in _CHECKS.items() if field in body}
         where = f"task {fields['name']!r}"
-        args = body["args"]
+        args = body.get("args", [])
         if type(args) is not list:
             raise TaskMessageError(f"{where}: 'args' must be a list, got {bounded_repr(args)}")
         fields["args"] = tuple(
             from_portable(value, where=f"{where} argument {index}", error=TaskArgumentError)
             for index, value in enumerate(args)
         )
-        fields["kwargs"] = _decoded_mapping(_object(body["kwargs"], "kwargs"), f"{where} argument")
+        kwargs = _object(body.get("kwargs", {}), "kwargs")
+        fields["kwargs"] = _decoded_mapping(kwargs, f"{where} argument")
         fields["labels"] = _decoded_mapping(
             _object(body.get("labels", {}), "labels"), f"{where} label"
         )
         return cls(**fields)
 
     @classmethod
-    def from_json(cls, raw: str | bytes | bytearray) -> TaskMessage:
-        """Decode `to_json` output. Raises `TaskMessageError` when ``raw`` is not a task message
-        (never a bare ``KeyError``/``TypeError``/...), and `UnsupportedVersionError` when it was
-        written in another major version of the wire format."""
+    def from_json(cls, raw: str | bytes | bytearray | Envelope) -> TaskMessage:
+        """Decode `to_json` output (or its decoded `Envelope`). Raises `TaskMessageError` when
+        ``raw`` is not a task message (never a bare ``KeyError``/``TypeError``/...), and
+        `UnsupportedVersionError` when it was written in another major version of the wire."""
+        if isinstance(raw, Envelope):
+            return cls.from_envelope(raw)
         try:
             envelope = decode_envelope(raw)
         except UnsupportedVersionError:

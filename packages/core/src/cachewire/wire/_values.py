@@ -39,6 +39,8 @@ __all__ = [
     "TAG",
     "bounded_repr",
     "decode_tagged",
+    "decode_value",
+    "encode_value",
     "escape",
     "from_portable",
     "key_fragment",
@@ -731,3 +733,13 @@ def from_portable(
     """The value that portable (JSON) data stands for; raises ``error`` naming ``where`` when
     the data is malformed or outside the policy (too deep, too long an integer, ...)."""
     return _wrap(_from_portable, data, where, error)
+
+
+def encode_value(value: Any, *, where: str = "value") -> Any:
+    """`to_portable` under the name rule code uses: the portable form of one argument."""
+    return to_portable(value, where=where)
+
+
+def decode_value(data: Any, *, where: str = "value") -> Any:
+    """`from_portable` under the name rule code uses: the value of one portable argument."""
+    return from_portable(data, where=where)
