@@ -217,6 +217,7 @@ def test_other_tzinfo_classes_and_named_offsets_are_refused() -> None:
 
     with pytest.raises(ValueNotPortableError, match="ZoneInfo or datetime.timezone"):
         to_portable(dt.datetime(2026, 1, 1, tzinfo=Custom()))
+    key_fragment(dt.datetime(2026, 1, 1, tzinfo=dt.UTC))  # equal to the named one below
     with pytest.raises(ValueNotPortableError, match="named fixed-offset"):
         key_fragment(dt.datetime(2026, 1, 1, tzinfo=dt.timezone(dt.timedelta(0), "Z")))
 

@@ -9,15 +9,16 @@ import attrs
 
 from cachewire.errors import PayloadError
 from cachewire.wire._envelope import Envelope, check_body, decode_envelope, encode_envelope
-from cachewire.wire._values import bounded_repr, from_portable, to_portable
+from cachewire.wire._values import (
+    bounded_repr,
+    from_portable_arguments,
+    to_portable_arguments,
+)
 
 __all__ = ["RuleWork", "decode_rule_work", "encode_rule_work"]
 
 _REQUIRED = frozenset({"rule_ids", "rule_kwargs"})
 _OPTIONAL = frozenset({"context"})
-# Values that are their own portable form and need no check (str and int are checked for lone
-# surrogates and length by `to_portable`).
-_AS_IS = frozenset({bool, type(None)})
 
 
 @attrs.frozen
@@ -31,16 +32,7 @@ class RuleWork:
 
 
 def _encode_arguments(rule_id: str, kwargs: Mapping[str, Any]) -> dict[str, Any]:
-    out = {}
-    for name, value in kwargs.items():
-        if not isinstance(name, str):
-            raise PayloadError(f"rule {rule_id!r} has an argument named {bounded_repr(name)}")
-        out[name] = (
-            value
-            if type(value) in _AS_IS
-            else to_portable(value, where=f"rule {rule_id!r} argument {name!r}")
-        )
-    return out
+    return to_portable_arguments(kwargs, where=f"rule {rule_id!r} argument")
 
 
 def encode_rule_work(
@@ -62,10 +54,7 @@ def encode_rule_work(
             rule_id: [_encode_arguments(rule_id, kwargs) for kwargs in rule_kwargs.get(rule_id, ())]
             for rule_id in ids
         },
-        "context": {
-            str(name): to_portable(value, where=f"context {name!r}")
-            for name, value in (context or {}).items()
-        },
+        "context": to_portable_arguments(context or {}, where="context"),
     }
     return encode_envelope("rules", body)
 
@@ -77,12 +66,7 @@ def _decode_sets(rule_id: str, sets: Any) -> list[dict[str, Any]]:
     for kwargs in sets:
         if type(kwargs) is not dict:
             raise PayloadError(f"rule {rule_id!r}: an argument set must be an object")
-        decoded.append(
-            {
-                name: from_portable(value, where=f"rule {rule_id!r} argument {name!r}")
-                for name, value in kwargs.items()
-            }
-        )
+        decoded.append(from_portable_arguments(kwargs, where=f"rule {rule_id!r} argument"))
     return decoded
 
 
@@ -112,7 +96,5 @@ def decode_rule_work(raw: str | bytes | bytearray | Envelope) -> RuleWork:
     return RuleWork(
         rule_ids=list(rule_ids),
         rule_kwargs={rule_id: _decode_sets(rule_id, sets) for rule_id, sets in by_rule.items()},
-        context={
-            name: from_portable(value, where=f"context {name!r}") for name, value in context.items()
-        },
+        context=from_portable_arguments(context, where="context"),
     )

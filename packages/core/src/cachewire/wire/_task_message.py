@@ -18,7 +18,14 @@ from cachewire.errors import (
     UnsupportedVersionError,
 )
 from cachewire.wire._envelope import Envelope, check_body, decode_envelope, encode_envelope
-from cachewire.wire._values import bounded_repr, from_portable, key_fragment, to_portable
+from cachewire.wire._values import (
+    bounded_repr,
+    from_portable,
+    from_portable_arguments,
+    key_fragment,
+    to_portable,
+    to_portable_arguments,
+)
 
 __all__ = ["DUPLICATE_POLICIES", "TaskMessage", "canonical_arguments", "duplicate_key"]
 
@@ -237,16 +244,8 @@ class TaskMessage:
 
 
 def _portable_mapping(values: Mapping[str, Any], where: str) -> dict[str, Any]:
-    out = {}
-    for name, value in values.items():
-        if not isinstance(name, str):
-            raise TaskArgumentError(f"{where} names must be str, got {bounded_repr(name)}")
-        out[name] = to_portable(value, where=f"{where} {name!r}", error=TaskArgumentError)
-    return out
+    return to_portable_arguments(values, where=where, error=TaskArgumentError)
 
 
 def _decoded_mapping(values: dict[str, Any], where: str) -> dict[str, Any]:
-    return {
-        name: from_portable(value, where=f"{where} {name!r}", error=TaskArgumentError)
-        for name, value in values.items()
-    }
+    return from_portable_arguments(values, where=where, error=TaskArgumentError)

@@ -21,6 +21,7 @@ import binascii
 import datetime as dt
 import decimal
 import enum
+import functools
 import math
 import re
 import reprlib
@@ -43,8 +44,10 @@ __all__ = [
     "encode_value",
     "escape",
     "from_portable",
+    "from_portable_arguments",
     "key_fragment",
     "to_portable",
+    "to_portable_arguments",
 ]
 
 #: Containers may nest this deep; deeper values are refused (never a `RecursionError`).
@@ -223,20 +226,30 @@ def _enum_path(member: enum.Enum) -> str:
 def _zone_spec(tzinfo: dt.tzinfo, value: Any) -> str:
     """Names a time zone: an IANA key for a `ZoneInfo`, ``+HH:MM[:SS[.ffffff]]`` for a fixed
     `datetime.timezone`. Other tzinfo classes cannot be named reliably, so they do not travel."""
-    if type(tzinfo) is zoneinfo.ZoneInfo:
-        if tzinfo.key is None:
-            _refuse(value, "has a ZoneInfo read from a file, which has no key to travel by")
-        return tzinfo.key
-    if type(tzinfo) is dt.timezone:
-        offset = tzinfo.utcoffset(None)
-        if tzinfo.tzname(None) != dt.timezone(offset).tzname(None):
-            _refuse(value, "has a named fixed-offset timezone; use datetime.timezone(offset)")
-        return _format_offset(offset)
+    if type(tzinfo) is zoneinfo.ZoneInfo or type(tzinfo) is dt.timezone:
+        # Equal fixed offsets with other names compare equal: the name is part of the cache key.
+        spec, reason = _name_zone(tzinfo, tzinfo.tzname(None))
+        if spec is not None:
+            return spec
+        _refuse(value, reason)
     _refuse(
         value,
         f"has a {type(tzinfo).__name__} tzinfo; aware values must use zoneinfo.ZoneInfo or "
         "datetime.timezone so every process names the zone the same way",
     )
+
+
+@functools.lru_cache(maxsize=512)
+def _name_zone(tzinfo: dt.tzinfo, name: str | None) -> tuple[str | None, str]:
+    """(name, "") of a ZoneInfo or a datetime.timezone, or (None, why it has no name)."""
+    if isinstance(tzinfo, zoneinfo.ZoneInfo):
+        if tzinfo.key is None:
+            return None, "has a ZoneInfo read from a file, which has no key to travel by"
+        return tzinfo.key, ""
+    offset = tzinfo.utcoffset(None)
+    if offset is None or name != dt.timezone(offset).tzname(None):
+        return None, "has a named fixed-offset timezone; use datetime.timezone(offset)"
+    return _format_offset(offset), ""
 
 
 def _format_offset(offset: dt.timedelta) -> str:
@@ -255,19 +268,26 @@ def _format_offset(offset: dt.timedelta) -> str:
 def _parse_zone(spec: Any) -> dt.tzinfo:
     if not isinstance(spec, str) or not 0 < len(spec) <= 64:
         _refuse(spec, "is not a time zone name")
+    zone = _zone_named(spec)
+    if zone is None:
+        _refuse(spec, "is not a UTC offset of the form +HH:MM, nor a time zone this process knows")
+    return zone
+
+
+@functools.lru_cache(maxsize=512)
+def _zone_named(spec: str) -> dt.tzinfo | None:
     if spec[0] in "+-":
         try:
-            parsed = dt.time.fromisoformat(f"00:00{spec}")
-            offset = parsed.utcoffset()
+            offset = dt.time.fromisoformat(f"00:00{spec}").utcoffset()
         except ValueError:
-            offset = None
+            return None
         if offset is None or _format_offset(offset) != spec:
-            _refuse(spec, "is not a UTC offset of the form +HH:MM")
+            return None
         return dt.timezone(offset)
     try:
         return zoneinfo.ZoneInfo(spec)
     except Exception:  # not found, a directory, a path outside the zone database, ...
-        _refuse(spec, "is not a time zone this process knows (zoneinfo)")
+        return None
 
 
 def _wall_clock(value: dt.datetime | dt.time) -> tuple[str, str | None, int]:
@@ -433,6 +453,9 @@ def _portable_enum(value: enum.Enum) -> dict[str, Any]:
 
 
 def _portable(value: Any, depth: int) -> Any:
+    simple = _PORTABLE_SIMPLE.get(type(value))
+    if simple is not None:
+        return simple(value)
     kind = _kind(value)
     if kind is None:
         _not_portable(value)
@@ -482,6 +505,12 @@ _PORTABLE_SCALARS: dict[str, Callable[[Any], Any]] = {
     "date": lambda value: _tagged("date", dt.date.isoformat(value)),
     "time": lambda value: _portable_wall_clock("time", value),
     "enum": _portable_enum,
+}
+# The commonest types, straight to their encoder.
+_PORTABLE_SIMPLE: dict[type, Callable[[Any], Any]] = {
+    kind: _PORTABLE_SCALARS[name]
+    for kind, name in _EXACT.items()
+    if name in ("none", "bool", "int", "str", "float")
 }
 _PORTABLE_CONTAINERS: dict[str, Callable[[Any, int], Any]] = {
     "tuple": lambda value, depth: _tagged("tuple", _portable_items(value, depth)),
@@ -688,14 +717,26 @@ def decode_tagged(obj: dict[str, Any]) -> Any:
 _JSON_LEAVES = frozenset({str, int, float, bool, type(None)})
 
 
+def _leaf_as_is(value: Any) -> bool:
+    """A JSON leaf that is its own value and needs no check (the commonest case, kept cheap)."""
+    kind = type(value)
+    if kind is str:
+        return value.isascii()  # type: ignore[no-any-return]
+    if kind is int:
+        return -_INT_LIMIT < value < _INT_LIMIT  # type: ignore[no-any-return]
+    return kind is bool or value is None
+
+
 def _from_portable(value: Any, depth: int) -> Any:
+    if _leaf_as_is(value):
+        return value
     kind = type(value)
     if kind in _JSON_LEAVES:
         if kind is str:
             return _check_str(value)
         if kind is int:
             return _check_int(value)
-        if kind is float and not math.isfinite(value):
+        if not math.isfinite(value):
             _refuse(value, "is a bare NaN or infinity; they travel tagged")
         return value
     if depth >= MAX_DEPTH:
@@ -705,8 +746,13 @@ def _from_portable(value: Any, depth: int) -> Any:
     if kind is dict:
         decoded = {}
         for name, item in value.items():
+            if not name.isascii():
+                _check_key(name)
+            if _leaf_as_is(item):
+                decoded[name] = item
+                continue
             try:
-                decoded[_check_key(name)] = _from_portable(item, depth + 1)
+                decoded[name] = _from_portable(item, depth + 1)
             except _Refused as refused:
                 refused.path.append(f"[{bounded_repr(name, 40)}]")
                 raise
@@ -743,3 +789,48 @@ def encode_value(value: Any, *, where: str = "value") -> Any:
 def decode_value(data: Any, *, where: str = "value") -> Any:
     """`from_portable` under the name rule code uses: the value of one portable argument."""
     return from_portable(data, where=where)
+
+
+def to_portable_arguments(
+    arguments: Mapping[str, Any],
+    *,
+    where: str,
+    error: type[ValueNotPortableError] = ValueNotPortableError,
+) -> dict[str, Any]:
+    """`to_portable` of each value of a mapping of names; errors name ``where`` and the name.
+
+    Raises ``error`` for a value that cannot travel and for a name that is not a str.
+    """
+    out: dict[str, Any] = {}
+    name: Any = None
+    try:
+        for name, value in arguments.items():
+            if type(name) is not str:
+                _check_key(name)
+            out[name] = _portable(value, 0)
+    except _Refused as refused:
+        _raise_refusal(refused, f"{where} {bounded_repr(name, 60)}", error)
+    except RecursionError:
+        raise error(f"{where} {bounded_repr(name, 60)} is nested too deeply; {_DOCS}") from None
+    return out
+
+
+def from_portable_arguments(
+    data: Mapping[str, Any],
+    *,
+    where: str,
+    error: type[ValueNotPortableError] = ValueNotPortableError,
+) -> dict[str, Any]:
+    """`from_portable` of each value of a JSON object; errors name ``where`` and the name."""
+    out: dict[str, Any] = {}
+    name: Any = None
+    try:
+        for name, value in data.items():
+            if type(name) is not str or not name.isascii():
+                _check_key(name)
+            out[name] = value if _leaf_as_is(value) else _from_portable(value, 0)
+    except _Refused as refused:
+        _raise_refusal(refused, f"{where} {bounded_repr(name, 60)}", error)
+    except RecursionError:
+        raise error(f"{where} {bounded_repr(name, 60)} is nested too deeply; {_DOCS}") from None
+    return out
