@@ -13,27 +13,24 @@ from cachewire.wire._envelope import (
     decode_envelope,
     encode_envelope,
 )
+from cachewire.wire._keys import escape, key_fragment
+from cachewire.wire._portable import (
+    decode_value,
+    encode_value,
+    from_portable,
+    from_portable_arguments,
+    to_portable,
+    to_portable_arguments,
+)
 from cachewire.wire._rule_work import RuleWork, decode_rule_work, encode_rule_work
+from cachewire.wire._tags import decode_tagged
 from cachewire.wire._task_message import (
     DUPLICATE_POLICIES,
     TaskMessage,
     canonical_arguments,
     duplicate_key,
 )
-from cachewire.wire._values import (
-    MAX_DEPTH,
-    MAX_INT_DIGITS,
-    REPR_LIMIT,
-    TAG,
-    bounded_repr,
-    decode_tagged,
-    decode_value,
-    encode_value,
-    escape,
-    from_portable,
-    key_fragment,
-    to_portable,
-)
+from cachewire.wire._values import MAX_DEPTH, MAX_INT_DIGITS, REPR_LIMIT, TAG, bounded_repr
 
 __all__ = [
     "DUPLICATE_POLICIES",
@@ -58,6 +55,8 @@ __all__ = [
     "encode_value",
     "escape",
     "from_portable",
+    "from_portable_arguments",
     "key_fragment",
     "to_portable",
+    "to_portable_arguments",
 ]

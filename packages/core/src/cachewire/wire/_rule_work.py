@@ -9,11 +9,11 @@ import attrs
 
 from cachewire.errors import PayloadError
 from cachewire.wire._envelope import Envelope, check_body, decode_envelope, encode_envelope
-from cachewire.wire._values import (
-    bounded_repr,
+from cachewire.wire._portable import (
     from_portable_arguments,
     to_portable_arguments,
 )
+from cachewire.wire._values import bounded_repr
 
 __all__ = ["RuleWork", "decode_rule_work", "encode_rule_work"]
 

@@ -18,14 +18,14 @@ from cachewire.errors import (
     UnsupportedVersionError,
 )
 from cachewire.wire._envelope import Envelope, check_body, decode_envelope, encode_envelope
-from cachewire.wire._values import (
-    bounded_repr,
+from cachewire.wire._keys import key_fragment
+from cachewire.wire._portable import (
     from_portable,
     from_portable_arguments,
-    key_fragment,
     to_portable,
     to_portable_arguments,
 )
+from cachewire.wire._values import bounded_repr
 
 __all__ = ["DUPLICATE_POLICIES", "TaskMessage", "canonical_arguments", "duplicate_key"]
 
