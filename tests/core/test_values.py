@@ -406,3 +406,17 @@ def test_uuid_and_decimal_task_arguments_round_trip(value: uuid.UUID, amount: An
     back = TaskMessage.from_json(message.to_json())
     assert back.args == (value, amount)
     assert type(back.args[1]) is decimal.Decimal
+
+
+def test_a_change_with_a_value_that_cannot_travel_raises_the_documented_error() -> None:
+    from cachewire.rules import changed
+
+    @cached(cache=InMemoryCacheAdapter(), partition=("n",), name="test_values.huge")
+    def by_number(n: int) -> int:
+        return n
+
+    Rule(model="test_values.Huge", field_mapping={"n": "n"}, function=by_number)
+    for value in (HUGE, SURROGATE):
+        with pytest.raises(ValueNotPortableError) as info:
+            changed("test_values.Huge", {"n": value})
+        assert len(str(info.value)) < 600
