@@ -41,7 +41,9 @@ def canonical_arguments(args: Iterable[Any], kwargs: Mapping[str, Any]) -> str:
     """
     for name in kwargs:
         if not isinstance(name, str):
-            raise TaskArgumentError(f"task keyword argument names must be str, got {name!r}")
+            raise TaskArgumentError(
+                f"task keyword argument names must be str, got {bounded_repr(name)}"
+            )
     return key_fragment(
         (tuple(args), dict(kwargs)), where="task arguments", error=TaskArgumentError
     )
