@@ -8,7 +8,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
-from hypothesis import given
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from cachewire.cache import encode_key
@@ -89,6 +89,7 @@ def _canonical(value: Any) -> Any:
     return (type(value).__name__, value)
 
 
+@settings(deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(argument_sets, argument_sets)
 def test_distinct_argument_sets_never_share_a_key(a: dict[str, Any], b: dict[str, Any]) -> None:
     same = {k: _canonical(v) for k, v in a.items()} == {k: _canonical(v) for k, v in b.items()}
@@ -99,6 +100,7 @@ def test_the_order_of_a_mapping_does_not_change_its_key() -> None:
     assert encode_key("f", {"a": None, "b": 1}) == encode_key("f", {"b": 1, "a": None})
 
 
+@settings(deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(argument_sets)
 def test_keys_hold_no_glob_whitespace_or_control_characters(arguments: dict[str, Any]) -> None:
     key = encode_key("mod.f", arguments)

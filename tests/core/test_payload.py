@@ -9,7 +9,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
-from hypothesis import given
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from cachewire.errors import PayloadError
@@ -51,6 +51,7 @@ kwargs_sets = st.lists(
 )
 
 
+@settings(deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.dictionaries(st.text(min_size=1, max_size=12), kwargs_sets, max_size=3))
 def test_payload_round_trips_values_and_their_types(rule_kwargs: dict[str, Any]) -> None:
     ids = list(rule_kwargs)

@@ -13,7 +13,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from cachewire.cache import InMemoryCacheAdapter, JsonCodec, cached, encode_key
@@ -128,6 +128,7 @@ def through_json(value: Any) -> Any:
     return from_portable(json.loads(json.dumps(to_portable(value))))
 
 
+@settings(deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(values)
 def test_portable_values_come_back_as_the_same_types_and_keys(value: Any) -> None:
     back = through_json(value)
@@ -135,6 +136,7 @@ def test_portable_values_come_back_as_the_same_types_and_keys(value: Any) -> Non
     assert key_fragment(back) == key_fragment(value)
 
 
+@settings(deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(values)
 def test_every_portable_value_travels_in_rule_work_and_keeps_its_key(value: Any) -> None:
     work = decode_rule_work(encode_rule_work(["r"], {"r": [{"x": value}]}, {"c": value}))
@@ -144,6 +146,7 @@ def test_every_portable_value_travels_in_rule_work_and_keeps_its_key(value: Any)
     assert encode_key("f", {"x": back}) == encode_key("f", {"x": value})
 
 
+@settings(deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(values)
 def test_every_portable_value_travels_in_a_task_message(value: Any) -> None:
     message = TaskMessage(name="t", args=(value,), kwargs={"k": value}, labels={"l": value})
@@ -154,18 +157,21 @@ def test_every_portable_value_travels_in_a_task_message(value: Any) -> None:
     assert back.duplicate_key == message.duplicate_key
 
 
+@settings(deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(values)
 def test_every_portable_value_is_a_cacheable_value(value: Any) -> None:
     codec = JsonCodec()
     assert same(codec.decode(codec.encode(value)), value)
 
 
+@settings(deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(values, st.data())
 def test_keys_are_equal_exactly_when_the_values_are_the_same(value: Any, data: Any) -> None:
     other = data.draw(st.one_of(st.just(through_json(value)), values))
     assert (key_fragment(value) == key_fragment(other)) == same(value, other)
 
 
+@settings(deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.dictionaries(st.sampled_from(["a", "b", "a:b", "c=d"]), values, max_size=3))
 def test_keys_hold_no_glob_whitespace_or_control_characters(arguments: dict[str, Any]) -> None:
     key = encode_key("mod.f", arguments)
@@ -399,7 +405,7 @@ def test_nan_and_infinities_travel_tagged() -> None:
     assert key_fragment(math.nan) == key_fragment(float("nan"))
 
 
-@settings(max_examples=50)
+@settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.uuids(), st.decimals(allow_nan=False, allow_infinity=False))
 def test_uuid_and_decimal_task_arguments_round_trip(value: uuid.UUID, amount: Any) -> None:
     message = TaskMessage(name="pay", args=(value, amount))

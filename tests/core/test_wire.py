@@ -268,7 +268,7 @@ json_data = st.recursive(
 
 
 @pytest.mark.parametrize("decoder", ALL_DECODERS)
-@settings(max_examples=150, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=150, suppress_health_check=[HealthCheck.too_slow], deadline=None)
 @given(raw=st.binary(max_size=200) | st.text(max_size=200))
 def test_arbitrary_input_raises_only_the_documented_error(decoder: str, raw: Any) -> None:
     if decoder == "JsonCodec.decode" and isinstance(raw, str):
@@ -277,7 +277,7 @@ def test_arbitrary_input_raises_only_the_documented_error(decoder: str, raw: Any
 
 
 @pytest.mark.parametrize("decoder", ALL_DECODERS)
-@settings(max_examples=150, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=150, suppress_health_check=[HealthCheck.too_slow], deadline=None)
 @given(data=json_data, kind=st.sampled_from(["rules", "task"]), wrap=st.booleans())
 def test_arbitrary_json_raises_only_the_documented_error(
     decoder: str, data: Any, kind: str, wrap: bool
@@ -319,7 +319,7 @@ def _mutate(node: Any, rng: random.Random, replacement: Any) -> Any:
 
 
 @pytest.mark.parametrize("decoder", ALL_DECODERS)
-@settings(max_examples=200, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=200, suppress_health_check=[HealthCheck.too_slow], deadline=None)
 @given(which=st.integers(0, 1), seed=st.integers(0, 2**32 - 1), replacement=json_data)
 def test_mutated_envelopes_raise_only_the_documented_error(
     decoder: str, which: int, seed: int, replacement: Any
@@ -330,7 +330,7 @@ def test_mutated_envelopes_raise_only_the_documented_error(
 
 
 @pytest.mark.parametrize("decoder", ALL_DECODERS)
-@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow], deadline=None)
 @given(
     which=st.integers(0, 1),
     edits=st.lists(
