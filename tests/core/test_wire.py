@@ -392,3 +392,24 @@ def test_known_hostile_inputs_raise_only_the_documented_error(decoder: str, raw:
 def test_what_is_no_envelope_is_refused(raw: bytes) -> None:
     with pytest.raises(PayloadError):
         decode_envelope(raw)
+
+
+def test_the_wire_imports_nothing_of_cachewire_but_its_errors() -> None:
+    import ast
+    import pathlib
+
+    folder = pathlib.Path(cachewire.wire.__file__).parent
+    for path in folder.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = (
+                [alias.name for alias in node.names]
+                if isinstance(node, ast.Import)
+                else [node.module or ""]
+                if isinstance(node, ast.ImportFrom)
+                else []
+            )
+            for name in names:
+                if name.startswith("cachewire"):
+                    assert name == "cachewire.errors" or name.startswith("cachewire.wire"), (
+                        f"{path.name} imports {name}"
+                    )
