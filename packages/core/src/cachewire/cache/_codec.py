@@ -30,6 +30,7 @@ class Codec(Protocol):
 
 _LEAVES = frozenset({str, int, float, bool, type(None)})
 _PLAIN = _LEAVES | {list, dict}
+_STR = frozenset({str})
 _dumps_plain = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode
 
 
@@ -61,9 +62,6 @@ def _is_plain_json(value: Any) -> bool:
             children.extend(chain.from_iterable(_only(list, level) if mixed else level))
         level = children
     return False  # pragma: no cover  (the loop returns)
-
-
-_STR = frozenset({str})
 
 
 def _only(kind: type, values: list[Any]) -> Iterable[Any]:
