@@ -18,11 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from django.db import connections, transaction
-
-from cachewire.dispatch import dispatch_stats
-from cachewire.testing import DispatcherContract
-from conftest import (
+from cwdj_support import (
     DATABASE_URL,
     PG_TEST_NAME,
     Q_CLUSTER_NAME,
@@ -30,6 +26,10 @@ from conftest import (
     _pg,
     transactional,
 )
+from django.db import connections, transaction
+
+from cachewire.dispatch import dispatch_stats
+from cachewire.testing import DispatcherContract
 
 pytestmark = [pytest.mark.postgres]
 

@@ -5,11 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from cwdj_support import RecordingDispatcher, all_aliases, invalidated, transactional
 from django.db import transaction
 from testapp.cachewire import CALLS, orders_of, places_in, post_page, posts_with_tag, totals_of
 from testapp.models import Customer, Order, Place, Post, Restaurant, RushOrder, Tag
-
-from conftest import RecordingDispatcher, all_aliases, invalidated, transactional
 
 # Each test runs on both aliases (see `using`); the ones without it name their databases.
 

@@ -8,13 +8,13 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from cwdj_support import restore_test_app_rules
 from django.core import checks
 from django.test import override_settings
 
 from cachewire import Rule, cached
 from cachewire.rules import unregister_all
 from cachewire_django.checks import check_rules, check_settings
-from conftest import restore_test_app_rules
 
 
 def ids(messages: list[Any]) -> list[str]:

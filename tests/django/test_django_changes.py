@@ -7,6 +7,7 @@ import logging
 from typing import Any
 
 import pytest
+from cwdj_support import RecordingDispatcher, invalidated, transactional
 from django.db import transaction
 from django.db.models.signals import post_init
 from django.test import override_settings
@@ -17,7 +18,6 @@ from cachewire import get_settings
 from cachewire.dispatch import dispatch_stats
 from cachewire.errors import DispatchError
 from cachewire_django.wiring import SNAPSHOT
-from conftest import RecordingDispatcher, invalidated, transactional
 
 pytestmark = [transactional()]
 

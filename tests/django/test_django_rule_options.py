@@ -5,9 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from cwdj_support import invalidated, transactional
 from testapp.models import Article
-
-from conftest import invalidated, transactional
 
 pytestmark = [transactional()]
 

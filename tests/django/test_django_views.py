@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import pytest
+from cwdj_support import transactional
 from django.test import AsyncClient, Client
 from testapp.models import Post
 from testapp.views import RENDERS
-
-from conftest import transactional
 
 pytestmark = [transactional()]
 
