@@ -208,6 +208,11 @@ def _states(plan: Plan, instance: Any, old: Mapping[str, Any] | None) -> tuple[A
     return new, _State(instance, given)
 
 
+def _same(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
+    """Equal arguments of equal types (1 and True are different partitions)."""
+    return a == b and all(type(value) is type(b[name]) for name, value in a.items())
+
+
 def work_for(
     plan: Plan,
     instance: Any,
@@ -222,10 +227,12 @@ def work_for(
     new_state, old_state = _states(plan, instance, old)
     work: Work = []
     for rule in plan.rules:
-        for kwargs in rule.invalidations(
+        found = rule.invalidations(
             new_state, old=old_state, event=event, update_fields=update_fields
-        ):
-            work.append((rule, kwargs))
+        )
+        if len(found) == 2 and _same(found[0], found[1]):
+            del found[1]  # the row stayed in its partition: one invalidation, not two
+        work.extend((rule, kwargs) for kwargs in found)
     return work
 
 
