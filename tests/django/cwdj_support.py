@@ -63,8 +63,18 @@ if not settings.configured:
             "django.contrib.auth",
             "cachewire_django",
             "django_q",
+            "rest_framework",
             "testapp",
         ],
+        REST_FRAMEWORK={
+            "DEFAULT_AUTHENTICATION_CLASSES": [],
+            "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.AllowAny"],
+            "DEFAULT_RENDERER_CLASSES": [
+                "rest_framework.renderers.JSONRenderer",
+                "testapp.renderers.TextRenderer",
+            ],
+            "UNAUTHENTICATED_USER": None,
+        },
         DATABASES=databases,
         CACHES={
             "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
