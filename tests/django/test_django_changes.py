@@ -158,3 +158,21 @@ def test_an_argument_that_cannot_travel_is_reported_not_skipped(
     assert "notes_of" in caplog.text
     assert "cannot travel" in caplog.text
     assert Note.objects.count() == 1
+
+
+def test_threadpool_runs_the_work_after_the_commit() -> None:
+    from cachewire.dispatchers import ThreadPoolDispatcher
+    from testapp.cachewire import CALLS, orders_of
+
+    customer = Customer.objects.create(name="c")
+    CALLS.clear()
+    orders_of(customer.pk)
+    with override_settings(CACHEWIRE={"DEFAULT_DISPATCHER": "threadpool"}):
+        with transaction.atomic():
+            Order.objects.create(customer=customer)
+            assert ThreadPoolDispatcher.flush(10)
+            orders_of(customer.pk)
+            assert CALLS["orders_of"] == 1  # nothing before the commit
+        assert ThreadPoolDispatcher.flush(10)
+    orders_of(customer.pk)
+    assert CALLS["orders_of"] == 2
