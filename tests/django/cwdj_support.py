@@ -52,6 +52,8 @@ if not settings.configured:
             "PORT": str(_pg.port or 5432),
             "TEST": {"NAME": PG_TEST_NAME},
         }
+        # The same database, for the django-q broker: the outage test reaches it through a proxy.
+        databases["qbroker"] = {**databases["pg"], "TEST": {"MIRROR": "pg"}}
     settings.configure(
         DEBUG=False,
         SECRET_KEY="cachewire-tests",

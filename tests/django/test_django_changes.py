@@ -161,8 +161,9 @@ def test_an_argument_that_cannot_travel_is_reported_not_skipped(
 
 
 def test_threadpool_runs_the_work_after_the_commit() -> None:
-    from cachewire.dispatchers import ThreadPoolDispatcher
     from testapp.cachewire import CALLS, orders_of
+
+    from cachewire.dispatchers import ThreadPoolDispatcher
 
     customer = Customer.objects.create(name="c")
     CALLS.clear()

@@ -29,7 +29,7 @@ from cwdj_support import (
 from django.db import connections, transaction
 
 from cachewire.dispatch import dispatch_stats
-from cachewire.testing import DispatcherContract
+from cachewire.testing import DispatcherContract, TcpProxy
 
 pytestmark = [pytest.mark.postgres]
 
@@ -55,7 +55,14 @@ class InProcessWorker:
             while not self.stop.is_set():
                 with self._lock:
                     waiters, self._waiters = self._waiters, []
-                tasks = self.broker.dequeue() or ()
+                try:
+                    tasks = self.broker.dequeue() or ()
+                except Exception as exc:  # the broker is down: try again next round
+                    self.failures.append(repr(exc))
+                    with self._lock:
+                        self._waiters.extend(waiters)
+                    self.stop.wait(0.05)
+                    continue
                 for ack_id, package in tasks:
                     task = SignedPackage.loads(package)
                     try:
@@ -183,3 +190,63 @@ def test_a_real_cluster_runs_the_rules_after_the_commit(qcluster: Any) -> None:
     assert CALLS == {"board": 4}
     board(8)
     assert CALLS == {"board": 5}
+
+
+@pytest.mark.timeout(60)
+@transactional("default", "pg", "qbroker")
+async def test_a_broker_outage_never_breaks_a_save(
+    q_worker: InProcessWorker, django_redis: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The producer reaches the ORM broker through a proxy this test cuts (the ``qbroker`` alias,
+    a mirror of ``pg``); the data itself is saved on a direct connection, as when the queue lives
+    in another database."""
+    from asgiref.sync import sync_to_async
+
+    await sync_to_async(_outage_story, thread_sensitive=True)(q_worker, monkeypatch)
+
+
+def _outage_story(q_worker: InProcessWorker, monkeypatch: pytest.MonkeyPatch) -> None:
+    from django.test import override_settings
+    from django_q.conf import Conf
+    from testapp.cachewire import CALLS, board
+    from testapp.models import Ticket
+
+    broker_db = connections["qbroker"]
+    mirrored = broker_db.settings_dict  # the pg alias's own dict: replaced, never changed
+    proxy = TcpProxy(mirrored["HOST"], int(mirrored["PORT"])).start()
+    broker_db.close()
+    broker_db.settings_dict = {**mirrored, "PORT": str(proxy.port)}
+    monkeypatch.setattr(Conf, "ORM", "qbroker")
+    try:
+        ticket = Ticket.objects.using("pg").create(board_id=41)
+        q_worker_idle(q_worker)
+        CALLS.clear()
+        board(41)
+        proxy.cut()
+        errors = dispatch_stats.snapshot()["dispatch_errors"]
+        ticket.title = "saved while the broker is down"
+        ticket.save()  # no error reaches the caller
+        assert dispatch_stats.snapshot()["dispatch_errors"] == errors + 1
+        assert Ticket.objects.using("pg").get().title == "saved while the broker is down"
+        board(41)
+        assert CALLS == {"board": 1}  # not invalidated: logged and counted (FALLBACK "log")
+        fallback = {"DISPATCHER_SETTINGS": {"django_q": {"FALLBACK": "inline"}}}
+        with override_settings(CACHEWIRE={"DEFAULT_DISPATCHER": "recording", **fallback}):
+            ticket.title = "saved with the inline fallback"
+            ticket.save()
+        board(41)
+        assert CALLS == {"board": 2}  # the fallback ran it here
+        proxy.restore()
+        ticket.title = "saved after the broker came back"
+        ticket.save()
+        q_worker_idle(q_worker)
+        board(41)
+        assert CALLS == {"board": 3}  # through the queue again
+    finally:
+        proxy.close()
+        broker_db.close()
+        broker_db.settings_dict = mirrored
+
+
+def q_worker_idle(worker: InProcessWorker) -> None:
+    asyncio.run(worker.wait_idle())
