@@ -81,31 +81,40 @@ def _with_services(source: str) -> str:
 @pytest.fixture
 def clean_state() -> Iterator[None]:
     reset_state()
+    before = set(sys.modules)
     try:
         yield
     finally:
         reset_state()
+        for name in set(sys.modules) - before:
+            if name.startswith("docs_"):
+                del sys.modules[name]
 
 
-def run_example(example: CodeExample) -> dict[str, object]:
-    """Run one block as a module of its own; returns the module's namespace."""
+def run_example(example: CodeExample, module: types.ModuleType | None = None) -> types.ModuleType:
+    """Run one block as a module of its own (or in ``module``, to continue another block)."""
     source = _with_services(example.source)
     # Blank lines in front keep the page's line numbers in tracebacks.
-    padded = "\n" * example.start_line + source
+    padded = "\n" * (example.start_line) + source
     code = compile(
         padded, str(example.path), "exec", flags=ast.PyCF_ALLOW_TOP_LEVEL_AWAIT, dont_inherit=True
     )
-    name = f"docs_{example.path.stem}_{example.start_line}".replace("-", "_")
-    module = types.ModuleType(name)
-    module.__file__ = str(example.path)
-    sys.modules[name] = module  # dataclasses, attrs and pickle look classes up here
-    try:
-        result = eval(code, module.__dict__)
-        if inspect.iscoroutine(result):
-            asyncio.run(result)
-    finally:
-        del sys.modules[name]
-    return module.__dict__
+    if module is None:
+        name = f"docs_{example.path.stem}_{example.start_line}".replace("-", "_")
+        module = types.ModuleType(name)
+        module.__file__ = str(example.path)
+    sys.modules[module.__name__] = module  # dataclasses, attrs and pickle look classes up here
+    result = eval(code, module.__dict__)
+    if inspect.iscoroutine(result):
+        asyncio.run(result)
+    return module
+
+
+def find_block(page: str, contains: str) -> CodeExample:
+    """The one Python block of ``docs/<page>`` whose source contains ``contains``."""
+    found = [e for e in find_examples(DOCS / page) if contains in e.source]
+    assert len(found) == 1, f"{page}: {len(found)} blocks contain {contains!r}"
+    return found[0]
 
 
 @pytest.mark.timeout(60)
@@ -121,3 +130,42 @@ def test_every_docs_page_is_collected() -> None:
         path.name for path in DOCS.glob("**/*.md") if "```python" in path.read_text("utf-8")
     }
     assert with_python and with_python <= pages
+
+
+# ---------------------------------------------------------------- "Writing a dispatcher"
+# The example dispatcher of docs/dispatchers.md must pass the contract it shows, as written.
+
+
+def _load_dispatcher_example() -> types.ModuleType:
+    module = run_example(find_block("dispatchers.md", "class TinyQueueDispatcher"))
+    return run_example(find_block("dispatchers.md", "class TestTinyQueueDispatcher"), module)
+
+
+try:
+    _dispatcher_example = _load_dispatcher_example()
+except Exception as error:  # report it as a failing test, not as a collection error
+    _load_error = error
+
+    def test_the_writing_a_dispatcher_example_loads() -> None:
+        raise _load_error
+
+else:
+    from cachewire import register_dispatcher
+
+    class TestWritingADispatcherExample(_dispatcher_example.TestTinyQueueDispatcher):  # type: ignore[name-defined,misc]
+        """The contract, run by the docs' own test class against the docs' own dispatcher."""
+
+        @pytest.fixture(autouse=True)
+        def _the_example_is_registered(self) -> None:
+            # Running the page's blocks again (above) registers another copy under "tiny".
+            register_dispatcher(_dispatcher_example.TinyQueueDispatcher)
+
+    @pytest.mark.timeout(60)
+    @pytest.mark.usefixtures("clean_state")
+    def test_the_writing_a_dispatcher_usage_runs() -> None:
+        module = _load_dispatcher_example()
+        from cachewire.dispatch import dispatch_stats
+
+        run_example(find_block("dispatchers.md", "def send_receipt"), module)
+        assert dispatch_stats.snapshot()["invalidations"] == 1
+        assert dispatch_stats.snapshot()["dispatched"] == 1
