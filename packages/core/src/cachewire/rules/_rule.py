@@ -306,6 +306,13 @@ class Rule:
         self._id = None
         return found
 
+    @property
+    def paths(self) -> tuple[str, ...]:
+        """Every path the rule reads from a change (``field_mapping`` then ``watch_fields``):
+        what a framework adapter snapshots as old values. A ``condition`` may read more."""
+        seen = dict.fromkeys((*self.field_mapping.values(), *self.watch_fields))
+        return tuple(seen)
+
     # -------------------------------------------------------------- reading a change
 
     def _path_error(
