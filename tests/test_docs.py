@@ -124,6 +124,20 @@ def test_docs_example_runs(example: CodeExample) -> None:
     run_example(example)
 
 
+@pytest.mark.parametrize(
+    ("line", "reason"),
+    [
+        ("<!-- skip: next -->", None),
+        ("<!-- skip: next: needs a Celery worker -->", "needs a Celery worker"),
+        ("<!--skip:next-->", None),
+    ],
+)
+def test_skip_markers_are_read(line: str, reason: str | None) -> None:
+    found = _SKIP.search(line)
+    assert found is not None
+    assert found.group("reason") == reason
+
+
 def test_every_docs_page_is_collected() -> None:
     pages = {Path(str(p.values[0].path)).name for p in _examples()}  # type: ignore[attr-defined]
     with_python = {

@@ -60,9 +60,10 @@ def model_label(model: Any) -> str:
 class _PathMissing(Exception):
     """Raised inside path reading; turned into a `RulePathError` that names the rule."""
 
-    def __init__(self, depth: int, holder: Any) -> None:
+    def __init__(self, depth: int, holder: Any, *, in_old: bool = False) -> None:
         self.depth = depth
         self.holder = holder
+        self.in_old = in_old
 
 
 def _walk(obj: Any, parts: tuple[str, ...]) -> Any:
@@ -120,7 +121,7 @@ class OldValues:
         try:
             return _walk(value, parts[size:])
         except _PathMissing as missing:
-            raise _PathMissing(missing.depth + size, missing.holder) from None
+            raise _PathMissing(missing.depth + size, missing.holder, in_old=True) from None
 
     def __getattr__(self, name: str) -> Any:
         if name in self.values:
@@ -321,7 +322,11 @@ class Rule:
         attribute = parts[missing.depth]
         holder = missing.holder
         kind = "key" if isinstance(holder, Mapping) else "attribute"
-        whose = "the old values" if type(obj) is OldValues else f"a {type(obj).__name__}"
+        if missing.in_old:
+            whose = "the old values"
+        else:
+            new = obj.new if type(obj) is OldValues else obj
+            whose = f"a {type(new).__name__}"
         at = "" if missing.depth == 0 else f" (at {'.'.join(parts[: missing.depth])})"
         return RulePathError(
             f"rule {self.id!r} of model {self.label!r} reads {path!r}, but {whose} has no "
