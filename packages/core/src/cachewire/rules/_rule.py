@@ -17,7 +17,15 @@ import attrs
 from cachewire.dispatch import dispatcher_class
 from cachewire.errors import ConfigurationError, DuplicateRuleError, RulePathError
 
-__all__ = ["EVENTS", "InvalidationRule", "Rule", "get_rule", "model_label", "rules_for_model"]
+__all__ = [
+    "EVENTS",
+    "InvalidationRule",
+    "OldValues",
+    "Rule",
+    "get_rule",
+    "model_label",
+    "rules_for_model",
+]
 
 logger = logging.getLogger("cachewire.rules")
 
