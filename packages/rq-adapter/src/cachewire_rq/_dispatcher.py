@@ -1,0 +1,235 @@
+"""The ``rq`` dispatcher: rule work and tasks become RQ jobs carrying the core's JSON envelope."""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar
+
+import redis
+from rq.job import Retry
+from rq.serializers import JSONSerializer
+
+from cachewire import Dispatcher, TaskMessage, register_dispatcher
+from cachewire.errors import ConfigurationError, DispatchError
+from cachewire_rq._compat import RetryPolicy, encode_rules, raise_policy
+from rq import Queue
+
+__all__ = ["BaseRQDispatcher", "RQDispatcher", "rq_retry"]
+
+logger = logging.getLogger("cachewire.rq")
+
+DEFAULT_URL = "redis://127.0.0.1:6379/0"
+
+
+def rq_retry(policy: RetryPolicy) -> Retry | None:
+    """RQ's `Retry` for a policy: one retry less than its attempts, delays in whole seconds.
+
+    RQ schedules a delayed retry (interval > 0) through its scheduler, so a worker consuming
+    these jobs runs with ``--with-scheduler``; a zero delay requeues at once.
+    """
+    retries = policy.max_attempts - 1
+    if retries < 1:
+        return None
+    intervals = [math.ceil(policy.delay_for(attempt)) for attempt in range(1, retries + 1)]
+    return Retry(max=retries, interval=intervals)
+
+
+class BaseRQDispatcher(Dispatcher):
+    """What the ``rq`` and ``django_rq`` dispatchers share; subclasses say where queues come from.
+
+    Jobs carry one argument, the core's versioned JSON, and use RQ's JSON serializer: the worker
+    that consumes the queue runs with ``--serializer rq.serializers.JSONSerializer``.
+    """
+
+    supports_batching = True
+    can_enforce_timeout = True
+    default_function_path: ClassVar[str] = "cachewire_rq.run_job"
+    default_queue: ClassVar[str] = "default"
+    #: option (rule ``dispatcher_config`` key) -> default; settings use the UPPER-case key.
+    options: ClassVar[Mapping[str, Any]] = {
+        "queue": None,
+        "function_path": None,
+        "job_timeout": None,
+        "result_ttl": 0,
+        "failure_ttl": None,
+        "retry": None,
+        "raise_exception": None,
+        "fallback": "log",
+    }
+
+    def __init__(self, **config: Any) -> None:
+        self._queues: dict[Any, Queue] = {}
+        self._queues_lock = threading.Lock()
+        super().__init__(**config)
+
+    def validate_config(self) -> None:
+        known = set(self.options)
+        for where, keys in (
+            ("dispatcher_config", set(self.config)),
+            ("settings block", {k.lower() for k in self.settings()}),
+        ):
+            unknown = sorted(keys - known)
+            if unknown:
+                raise ConfigurationError(
+                    f"the {self.name!r} dispatcher has no option(s) {unknown} (in its {where}); "
+                    f"known: {sorted(known)}"
+                )
+
+    def option(self, key: str, default: Any = None) -> Any:
+        return super().option(key, self.options.get(key, default))
+
+    # -- where jobs go -------------------------------------------------------------------------
+
+    def make_queue(self, name: str) -> Queue:
+        """A `Queue` named ``name`` using RQ's JSON serializer."""
+        raise NotImplementedError
+
+    def queue_key(self, name: str) -> Any:
+        """What identifies a built queue: its name, and where it lives when settings can move it."""
+        return name
+
+    def queue(self, name: str | None = None) -> Queue:
+        """The queue for ``name`` (the ``queue`` option when None), built once."""
+        name = name or self.option("queue") or self.default_queue
+        key = self.queue_key(name)
+        with self._queues_lock:
+            found = self._queues.get(key)
+        if found is None:
+            built = self.make_queue(name)
+            with self._queues_lock:
+                found = self._queues.setdefault(key, built)
+        return found
+
+    def retry_policy(self) -> RetryPolicy:
+        policy = self.option("retry")
+        if policy is None:
+            return RetryPolicy()
+        if isinstance(policy, RetryPolicy):
+            return policy
+        if isinstance(policy, Mapping):
+            return RetryPolicy(**policy)
+        raise ConfigurationError(
+            f"the {self.name!r} dispatcher's RETRY must be a RetryPolicy or a mapping of its "
+            f"arguments, got {policy!r}"
+        )
+
+    # -- dispatch ------------------------------------------------------------------------------
+
+    def dispatch(
+        self,
+        *,
+        rule_ids: Sequence[str],
+        rule_kwargs: Mapping[str, Sequence[Mapping[str, Any]]],
+        **context: Any,
+    ) -> None:
+        body = encode_rules(rule_ids, rule_kwargs)
+        raising = raise_policy(rule_ids, context, self.name)
+        policy = self.retry_policy()
+        self._enqueue(
+            self.queue(),
+            body,
+            description=f"cachewire rules {', '.join(rule_ids)}",
+            job_timeout=self.option("job_timeout"),
+            retry=rq_retry(policy) if raising else None,
+            enqueue_policy=policy if raising else None,
+        )
+
+    def submit_task(self, message: TaskMessage) -> None:
+        timeout = message.timeout
+        self._enqueue(
+            self.queue(message.queue),
+            message.to_json(),
+            description=f"cachewire task {message.name}",
+            job_timeout=math.ceil(timeout) if timeout else self.option("job_timeout"),
+            job_id=message.uuid,
+            retry=None,
+            enqueue_policy=None,
+        )
+
+    def _enqueue(
+        self,
+        queue: Queue,
+        body: str,
+        *,
+        description: str,
+        job_timeout: int | None,
+        retry: Retry | None,
+        enqueue_policy: RetryPolicy | None,
+        job_id: str | None = None,
+    ) -> None:
+        function_path = self.option("function_path") or self.default_function_path
+        attempt = 1
+        while True:
+            try:
+                queue.enqueue_call(
+                    function_path,
+                    args=(body,),
+                    timeout=job_timeout,
+                    result_ttl=self.option("result_ttl"),
+                    failure_ttl=self.option("failure_ttl"),
+                    description=description,
+                    job_id=job_id,
+                    retry=retry,
+                )
+                return
+            except (redis.ConnectionError, redis.TimeoutError) as exc:
+                if enqueue_policy is None or not enqueue_policy.should_retry(attempt):
+                    raise DispatchError(
+                        f"the {self.name!r} dispatcher could not reach Redis for queue "
+                        f"{queue.name!r}: {exc}"
+                    ) from exc
+                delay = enqueue_policy.delay_for(attempt)
+                logger.warning(
+                    "%s dispatcher: Redis unreachable for queue %r (attempt %d), retrying in %.2fs",
+                    self.name,
+                    queue.name,
+                    attempt,
+                    delay,
+                )
+                time.sleep(delay)
+                attempt += 1
+            except redis.RedisError as exc:
+                raise DispatchError(
+                    f"the {self.name!r} dispatcher failed to enqueue on {queue.name!r}: {exc}"
+                ) from exc
+
+
+@register_dispatcher
+class RQDispatcher(BaseRQDispatcher):
+    """Enqueues on RQ queues of a Redis given by ``CONNECTION`` (a client) or ``URL``."""
+
+    name = "rq"
+    options: ClassVar[Mapping[str, Any]] = {
+        **BaseRQDispatcher.options,
+        "url": None,
+        "connection": None,
+    }
+
+    _clients: ClassVar[dict[str, redis.Redis]] = {}
+    _clients_lock: ClassVar[threading.Lock] = threading.Lock()
+
+    def connection(self) -> redis.Redis:
+        """The ``CONNECTION`` option, else one shared client per ``URL``."""
+        given = self.option("connection")
+        if given is not None:
+            if not isinstance(given, redis.Redis):
+                raise ConfigurationError(
+                    f"the 'rq' dispatcher's CONNECTION must be a redis.Redis client, got {given!r}"
+                )
+            return given
+        url = self.option("url") or DEFAULT_URL
+        with self._clients_lock:
+            client = self._clients.get(url)
+            if client is None:
+                client = self._clients[url] = redis.Redis.from_url(url)
+            return client
+
+    def queue_key(self, name: str) -> Any:
+        return (name, self.option("url"), id(self.option("connection")))
+
+    def make_queue(self, name: str) -> Queue:
+        return Queue(name, connection=self.connection(), serializer=JSONSerializer)
