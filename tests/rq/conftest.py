@@ -14,6 +14,7 @@ from urllib.parse import urlparse
 
 import pytest
 import redis
+from rq import Queue, SimpleWorker
 from rq.serializers import JSONSerializer
 from rq.timeouts import TimerDeathPenalty
 from rq_helpers import remove_queue
@@ -21,7 +22,6 @@ from rq_helpers import remove_queue
 import cachewire
 from cachewire.dispatch import dispatch_stats
 from cachewire.tasks import reset_task_stats
-from rq import Queue, SimpleWorker
 
 HERE = Path(__file__).resolve().parent
 

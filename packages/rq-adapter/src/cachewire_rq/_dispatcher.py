@@ -10,13 +10,13 @@ from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
 import redis
+from rq import Queue
 from rq.job import Retry
 from rq.serializers import JSONSerializer
 
 from cachewire import Dispatcher, TaskMessage, register_dispatcher
 from cachewire.errors import ConfigurationError, DispatchError
 from cachewire_rq._compat import RetryPolicy, encode_rules, raise_policy
-from rq import Queue
 
 __all__ = ["BaseRQDispatcher", "RQDispatcher", "rq_retry"]
 

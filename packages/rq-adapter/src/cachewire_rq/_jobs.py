@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from rq import get_current_job
 from rq.timeouts import JobTimeoutException
 
 from cachewire.errors import PayloadError, TaskTimeoutError
 from cachewire_rq._compat import run_work
-from rq import get_current_job
 
 __all__ = ["perform", "run_job"]
 
