@@ -58,7 +58,6 @@ class BaseRQDispatcher(Dispatcher):
         "failure_ttl": None,
         "retry": None,
         "raise_exception": None,
-        "fallback": "log",
     }
 
     def __init__(self, **config: Any) -> None:
