@@ -17,21 +17,25 @@ from pathlib import Path
 from typing import Any
 
 # This file is named rq.py: keep its folder from shadowing the rq package while importing it.
-_bench = sys.path.pop(0) if sys.path and Path(sys.path[0]).resolve() == Path(__file__).resolve().parent else None
-import redis  # noqa: E402
-from rq import Queue  # noqa: E402
-from rq.serializers import JSONSerializer  # noqa: E402
+_bench = (
+    sys.path.pop(0)
+    if sys.path and Path(sys.path[0]).resolve() == Path(__file__).resolve().parent
+    else None
+)
+import redis
+from rq import Queue
+from rq.serializers import JSONSerializer
 
 if _bench is not None:
     sys.path.insert(0, _bench)
 
-import cachewire  # noqa: E402
+import cachewire
 from cachewire import changed, collect
 from cachewire.dispatch import dispatch_stats, get_dispatcher
-from cachewire.rules import encode_payload  # noqa: E402
+from cachewire.rules import encode_payload
 
-from _common import private_redis, write_section  # noqa: E402
-from _rq_worker import DONE, RULE  # noqa: E402
+from _common import private_redis, write_section
+from _rq_worker import DONE, RULE
 
 HERE = Path(__file__).resolve().parent
 TARGET = 1.2
@@ -81,7 +85,14 @@ def dispatch_cost(url: str, n: int, repeats: int) -> list[list[str]]:
     rows = []
     for name, values in samples.items():
         value = statistics.median(values)
-        rows.append([name, f"{value:.0f}", f"{min(values):.0f} to {max(values):.0f}", f"{value / floor:.2f}x"])
+        rows.append(
+            [
+                name,
+                f"{value:.0f}",
+                f"{min(values):.0f} to {max(values):.0f}",
+                f"{value / floor:.2f}x",
+            ]
+        )
     client.close()
     return rows
 
@@ -90,9 +101,23 @@ class Worker:
     def __init__(self, url: str, queue: str, worker_class: str) -> None:
         self.process = subprocess.Popen(
             [
-                sys.executable, "-m", "rq.cli", "worker", "--url", url, "--serializer", "json",
-                "--path", str(HERE), "--config", "_rq_worker", "--worker-class", worker_class,
-                "--logging_level", "WARNING", queue,
+                sys.executable,
+                "-m",
+                "rq.cli",
+                "worker",
+                "--url",
+                url,
+                "--serializer",
+                "json",
+                "--path",
+                str(HERE),
+                "--config",
+                "_rq_worker",
+                "--worker-class",
+                worker_class,
+                "--logging_level",
+                "WARNING",
+                queue,
             ],
             cwd=HERE,
             env={**os.environ, "CW_RQ_BENCH_URL": url},
@@ -142,7 +167,9 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true")
     args = parser.parse_args()
-    n, repeats, events, forked_events = (500, 3, 2_000, 500) if args.quick else (3_000, 5, 10_000, 2_000)
+    n, repeats, events, forked_events = (
+        (500, 3, 2_000, 500) if args.quick else (3_000, 5, 10_000, 2_000)
+    )
     with private_redis() as url:
         cost = dispatch_cost(url, n, repeats)
         print("dispatch cost done", flush=True)
@@ -158,7 +185,9 @@ def main() -> None:
             print(f"{label}: {rate:,.0f}/s", flush=True)
 
     ours = float(cost[2][3].rstrip("x"))
-    verdict = f"Target at most {TARGET}x raw enqueue: " + ("**met**" if ours <= TARGET else "**not met**")
+    verdict = f"Target at most {TARGET}x raw enqueue: " + (
+        "**met**" if ours <= TARGET else "**not met**"
+    )
     lines = [f"Command: `uv run python bench/rq.py{' --quick' if args.quick else ''}`", ""]
     lines += ["### Cost of dispatching one change", ""]
     lines += [

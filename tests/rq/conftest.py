@@ -6,6 +6,7 @@ import asyncio
 import os
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
@@ -156,7 +157,13 @@ def worker_process(rq_url: str) -> Iterator[Callable[..., WorkerProcess]]:
 
 
 def wait_for(client: redis.Redis, key: str, timeout: float = 30) -> Any:
-    """Block until an item is pushed on the list ``key`` and return it (decoded)."""
-    item = client.blpop([key], timeout=timeout)
-    assert item is not None, f"nothing arrived on {key} within {timeout}s"
-    return item[1].decode()
+    """Block until an item is pushed on the list ``key`` and return it (decoded).
+
+    Waits in one-second BLPOPs: redis-py's default socket timeout is shorter than ``timeout``.
+    """
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        item = client.blpop([key], timeout=1)
+        if item is not None:
+            return item[1].decode()
+    raise AssertionError(f"nothing arrived on {key} within {timeout}s")

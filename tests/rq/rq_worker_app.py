@@ -21,6 +21,11 @@ URL = os.environ.get("CW_RQ_TEST_URL", "redis://127.0.0.1:6379/0")
 _client = redis.Redis.from_url(URL)
 
 
+def redis_client() -> redis.Redis:
+    """The client targets report through (on the worker's database)."""
+    return _client
+
+
 def events(run: str) -> str:
     """The list a target pushes its events to for one test."""
     return f"cw-test:{run}:events"
@@ -101,7 +106,10 @@ def serial(run: str, hold: bool) -> None:
     _client.rpush(events(run), "started")
     if hold:
         # Runs until the test lets it finish, so duplicates arrive while it runs.
-        _client.blpop([f"cw-test:{run}:release"], timeout=30)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:  # short BLPOPs: redis-py's socket timeout is 5 s
+            if _client.blpop([f"cw-test:{run}:release"], timeout=1) is not None:
+                break
     _client.rpush(events(run), "finished")
 
 
