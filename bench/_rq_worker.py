@@ -41,3 +41,8 @@ RULE = Rule(
     dispatcher="rq",
     name="bench.rq.profile_rule",
 )
+
+
+def count_one() -> None:
+    """A plain RQ job doing what one invalidation does, without cachewire: the floor."""
+    _client.incr(DONE)

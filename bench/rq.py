@@ -32,7 +32,8 @@ if _bench is not None:
 import cachewire
 from cachewire import changed, collect
 from cachewire.dispatch import dispatch_stats, get_dispatcher
-from cachewire.rules import encode_payload
+from cachewire.dispatch import DispatchContext
+from cachewire.wire import encode_rule_work
 
 from _common import private_redis, write_section
 from _rq_worker import DONE, RULE
@@ -53,9 +54,10 @@ def dispatch_cost(url: str, n: int, repeats: int) -> list[list[str]]:
     queue_name = "bench-cost"
     cachewire.configure(dispatcher_settings={"rq": {"URL": url, "QUEUE": queue_name}})
     dispatcher = get_dispatcher("rq")
+    context = DispatchContext()
     client = redis.Redis.from_url(url)
     queue = Queue(queue_name, connection=client, serializer=JSONSerializer)
-    bodies = [encode_payload([RULE.id], {RULE.id: [{"user_id": i}]}) for i in range(n)]
+    bodies = [encode_rule_work([RULE.id], {RULE.id: [{"user_id": i}]}) for i in range(n)]
 
     def raw(i: int) -> None:
         # What an application would write by hand: the same message, the same job options.
@@ -67,7 +69,9 @@ def dispatch_cost(url: str, n: int, repeats: int) -> list[list[str]]:
         )
 
     def via_dispatch(i: int) -> None:
-        dispatcher.dispatch(rule_ids=[RULE.id], rule_kwargs={RULE.id: [{"user_id": i}]})
+        dispatcher.dispatch(
+            rule_ids=[RULE.id], rule_kwargs={RULE.id: [{"user_id": i}]}, context=context
+        )
 
     def via_changed(i: int) -> None:
         changed("bench.User", {"id": i})
@@ -128,9 +132,15 @@ class Worker:
         self.process.wait(30)
 
 
-def end_to_end(url: str, events: int, batch: int, worker_class: str) -> tuple[float, int]:
-    """Invalidations per second from the first change until a running worker did them all."""
-    queue_name = f"bench-e2e-{batch}"
+def end_to_end(
+    url: str, events: int, batch: int, worker_class: str, *, floor: bool = False
+) -> tuple[float, int]:
+    """Invalidations per second from the first change until a running worker did them all.
+
+    With ``floor``, the changes are plain RQ jobs that only do the INCR (no cachewire on either
+    side): RQ's own cost per job.
+    """
+    queue_name = f"bench-e2e-{batch}-{floor}"
     cachewire.configure(dispatcher_settings={"rq": {"URL": url, "QUEUE": queue_name}})
     client = redis.Redis.from_url(url)
     client.delete(DONE)
@@ -141,9 +151,12 @@ def end_to_end(url: str, events: int, batch: int, worker_class: str) -> tuple[fl
             if time.monotonic() > deadline:
                 raise RuntimeError("the rq worker did not start")
             time.sleep(0.05)
+        queue = Queue(queue_name, connection=client, serializer=JSONSerializer)
         start = time.perf_counter()
         for first in range(0, events, batch):
-            if batch == 1:
+            if floor:
+                queue.enqueue_call("_rq_worker.count_one", result_ttl=0)
+            elif batch == 1:
                 changed("bench.User", {"id": first})
             else:
                 with collect():
@@ -167,20 +180,21 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true")
     args = parser.parse_args()
-    n, repeats, events, forked_events = (
-        (500, 3, 2_000, 500) if args.quick else (3_000, 5, 10_000, 2_000)
-    )
+    n, repeats, events, forked = (500, 3, 2_000, 500) if args.quick else (3_000, 5, 10_000, 2_000)
     with private_redis() as url:
         cost = dispatch_cost(url, n, repeats)
         print("dispatch cost done", flush=True)
         runs = []
-        for label, worker_class, count, batch in (
-            ("SimpleWorker, no batching", "rq.worker.SimpleWorker", events, 1),
-            ("SimpleWorker, collect() of 100", "rq.worker.SimpleWorker", events, 100),
-            ("forking Worker, no batching", "rq.worker.Worker", forked_events, 1),
-            ("forking Worker, collect() of 100", "rq.worker.Worker", events, 100),
+        simple, forking = "rq.worker.SimpleWorker", "rq.worker.Worker"
+        for label, worker_class, count, batch, floor in (
+            ("SimpleWorker, RQ jobs doing only the INCR (floor)", simple, events, 1, True),
+            ("SimpleWorker, no batching", simple, events, 1, False),
+            ("SimpleWorker, collect() of 100", simple, events, 100, False),
+            ("forking Worker, RQ jobs doing only the INCR (floor)", forking, forked, 1, True),
+            ("forking Worker, no batching", forking, forked, 1, False),
+            ("forking Worker, collect() of 100", forking, events, 100, False),
         ):
-            rate, jobs = end_to_end(url, count, batch, worker_class)
+            rate, jobs = end_to_end(url, count, batch, worker_class, floor=floor)
             runs.append([label, f"{count:,}", f"{jobs:,}", f"{rate:,.0f}"])
             print(f"{label}: {rate:,.0f}/s", flush=True)
 
@@ -205,8 +219,9 @@ def main() -> None:
     lines += [
         "From the first change until a running `rq worker` (JSON serializer) has done every",
         "invalidation; each invalidation is one Redis INCR in the worker. No batching: one job per",
-        "change. collect() of 100: one job carries 100 changes. The forking `Worker` forks a",
-        "work horse per job, so its unbatched run is shorter.",
+        "change. collect() of 100: one job carries 100 changes. The floor rows enqueue plain RQ",
+        "jobs whose function only does the INCR: what RQ itself costs per job. The forking",
+        "`Worker` forks a work horse per job, so its unbatched runs are shorter.",
         "",
         "| worker | changes | jobs | invalidations/s |",
         "| --- | ---: | ---: | ---: |",

@@ -7,7 +7,6 @@ import os
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -20,9 +19,7 @@ from rq.serializers import JSONSerializer
 from rq.timeouts import TimerDeathPenalty
 from rq_helpers import remove_queue
 
-import cachewire
-from cachewire.dispatch import dispatch_stats
-from cachewire.tasks import reset_task_stats
+from cachewire.testing import reset_state, unique_name
 
 HERE = Path(__file__).resolve().parent
 
@@ -46,18 +43,17 @@ def rq_client(rq_url: str) -> Iterator[redis.Redis]:
 @pytest.fixture
 def queue_name(rq_client: redis.Redis) -> Iterator[str]:
     """A queue name of this test's own, removed (with its jobs) afterwards."""
-    name = f"cw-test-{uuid.uuid4().hex[:12]}"
+    name = unique_name("cw-rq")
     yield name
     remove_queue(rq_client, name)
 
 
 @pytest.fixture
 def clean_state() -> Iterator[None]:
-    cachewire.configure(dispatcher_raise_exception=False, dispatcher_settings={}, task_guard=None)
-    dispatch_stats.reset()
-    reset_task_stats()
+    """Default settings, no rules, zeroed counters, before and after the test."""
+    reset_state()
     yield
-    cachewire.configure(dispatcher_raise_exception=False, dispatcher_settings={}, task_guard=None)
+    reset_state()
 
 
 class InProcessWorker(SimpleWorker):

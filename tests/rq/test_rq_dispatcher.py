@@ -17,14 +17,13 @@ from rq.serializers import JSONSerializer
 from rq_helpers import remove_queue
 
 import cachewire
-from cachewire import Rule, changed, task
+from cachewire import DispatchContext, RetryPolicy, Rule, changed, task
 from cachewire.dispatch import get_dispatcher
 from cachewire.errors import ConfigurationError
 from cachewire.rules import get_rule
 from cachewire.tasks import TaskRegistry
 from cachewire.testing import RecordingFunction
 from cachewire_rq import RQDispatcher, rq_retry
-from cachewire_rq._compat import RetryPolicy
 
 pytestmark = pytest.mark.redis
 
@@ -41,7 +40,6 @@ def queue(rq_client: redis.Redis, queue_name: str) -> Queue:
 
 @pytest.fixture
 def target() -> RecordingFunction:
-    # A model and rule of this test's own: rules stay registered in this process.
     return RecordingFunction(f"rq_unit.{uuid.uuid4().hex}", ("user_id",))
 
 
@@ -66,14 +64,27 @@ def test_the_entry_point_names_the_dispatcher() -> None:
 
 
 def test_an_unknown_option_is_a_configuration_error() -> None:
-    with pytest.raises(ConfigurationError, match="no option"):
+    with pytest.raises(ConfigurationError, match="queue_name"):
         get_dispatcher("rq", {"queue_name": "typo"})
 
 
 def test_an_unknown_settings_key_is_a_configuration_error(rq_url: str) -> None:
-    cachewire.configure(dispatcher_settings={"rq": {"URL": rq_url, "QUEUES": "typo"}})
-    with pytest.raises(ConfigurationError, match="queues"):
-        RQDispatcher()
+    with pytest.raises(ConfigurationError, match="QUEUES"):
+        cachewire.configure(dispatcher_settings={"rq": {"URL": rq_url, "QUEUES": "typo"}})
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [("job_timeout", "soon"), ("retry", 3), ("connection", "redis://x"), ("result_ttl", 1.5)],
+)
+def test_an_option_of_the_wrong_type_is_a_configuration_error(key: str, value: Any) -> None:
+    with pytest.raises(ConfigurationError, match=key):
+        get_dispatcher("rq", {key: value})
+
+
+def test_retry_arguments_are_checked_when_the_dispatcher_is_built() -> None:
+    with pytest.raises(ConfigurationError, match="max_tries"):
+        get_dispatcher("rq", {"retry": {"max_tries": 3}})
 
 
 def test_the_job_is_json_naming_the_function_with_the_envelope(
@@ -90,7 +101,9 @@ def test_the_job_is_json_naming_the_function_with_the_envelope(
     assert instance is None
     assert kwargs == {}
     (body,) = args
-    assert json.loads(body)["rule_kwargs"] == {rule.id: [{"user_id": 5}]}
+    envelope = json.loads(body)
+    assert envelope["kind"] == "rules"
+    assert envelope["body"]["rule_kwargs"] == {rule.id: [{"user_id": 5}]}
     job = Job.fetch(job_id, connection=rq_client, serializer=JSONSerializer)
     assert job.retries_left is None  # the raise policy is off: no Retry
     assert job.result_ttl == 0
@@ -120,7 +133,9 @@ def test_a_connection_setting_is_used(rq_url: str, queue_name: str, queue: Queue
     cachewire.configure(dispatcher_settings={"rq": {"CONNECTION": client, "QUEUE": queue_name}})
     dispatcher = RQDispatcher()
     assert dispatcher.queue().connection is client
-    dispatcher.dispatch(rule_ids=["rq_unit.none"], rule_kwargs={"rq_unit.none": [{}]})
+    dispatcher.dispatch(
+        rule_ids=["rq_unit.none"], rule_kwargs={"rq_unit.none": [{}]}, context=DispatchContext()
+    )
     assert queue.count == 1
     client.close()
 
@@ -142,7 +157,7 @@ def test_the_raise_policy_attaches_rqs_retry_with_the_policy_backoff(
     (job_id,) = queue.get_job_ids()
     job = Job.fetch(job_id, connection=rq_client, serializer=JSONSerializer)
     assert job.retries_left == 3
-    assert job.retry_intervals == [2, 3, 6]  # 1.5, 3, 6 seconds, rounded up
+    assert job.retry_intervals == [2, 3, 6]  # 1.5, 3 and 6 seconds, rounded up
 
 
 def test_rq_retry_of_a_single_attempt_policy_is_none() -> None:
@@ -161,7 +176,10 @@ def test_an_unreadable_body_fails_without_retries(
     asyncio.run(run_worker(queue_name)())
     job = Job.fetch(job.id, connection=rq_client, serializer=JSONSerializer)
     assert job.get_status() == JobStatus.FAILED
-    assert "PayloadError" in (job.latest_result().exc_string or "")
+    result = job.latest_result()
+    assert result is not None
+    assert "PayloadError" in (result.exc_string or "")
+    assert job.retries_left == 0
     assert job.id in queue.failed_job_registry.get_job_ids()
 
 
@@ -178,12 +196,15 @@ def test_a_task_job_is_the_task_uuid_with_its_timeout(
     job = Job.fetch(result.uuid, connection=rq_client, serializer=JSONSerializer)
     assert job.timeout == 3
     assert job.origin == queue_name
-    assert json.loads(job.args[0])["name"] == "rq_unit.work"
+    envelope = json.loads(job.args[0])
+    assert (envelope["kind"], envelope["body"]["name"]) == ("task", "rq_unit.work")
 
 
 def test_a_rule_in_the_worker_is_not_the_producers_concern() -> None:
     # The dispatcher resolves nothing it does not need: an id unknown here still travels.
     assert get_rule("rq_unit.nowhere") is None
     get_dispatcher("rq").dispatch(
-        rule_ids=["rq_unit.nowhere"], rule_kwargs={"rq_unit.nowhere": [{"a": 1}]}
+        rule_ids=["rq_unit.nowhere"],
+        rule_kwargs={"rq_unit.nowhere": [{"a": 1}]},
+        context=DispatchContext(),
     )

@@ -14,9 +14,16 @@ from rq import Queue
 from rq.job import Retry
 from rq.serializers import JSONSerializer
 
-from cachewire import Dispatcher, TaskMessage, register_dispatcher
+from cachewire import (
+    DispatchContext,
+    Dispatcher,
+    Option,
+    RetryPolicy,
+    TaskMessage,
+    register_dispatcher,
+)
+from cachewire.dispatch import RuleKwargs
 from cachewire.errors import ConfigurationError, DispatchError
-from cachewire_rq._compat import RetryPolicy, encode_rules, raise_policy
 
 __all__ = ["BaseRQDispatcher", "RQDispatcher", "rq_retry"]
 
@@ -26,38 +33,34 @@ DEFAULT_URL = "redis://127.0.0.1:6379/0"
 
 
 def rq_retry(policy: RetryPolicy) -> Retry | None:
-    """RQ's `Retry` for a policy: one retry less than its attempts, delays in whole seconds.
+    """RQ's `Retry` for a policy: one retry less than its runs, its delays in whole seconds.
 
-    RQ schedules a delayed retry (interval > 0) through its scheduler, so a worker consuming
-    these jobs runs with ``--with-scheduler``; a zero delay requeues at once.
+    RQ runs a delayed retry (interval > 0) through its scheduler, so a worker consuming these
+    jobs runs with ``--with-scheduler``; a zero delay requeues at once.
     """
-    retries = policy.max_attempts - 1
-    if retries < 1:
+    delays = policy.delays()
+    if not delays:
         return None
-    intervals = [math.ceil(policy.delay_for(attempt)) for attempt in range(1, retries + 1)]
-    return Retry(max=retries, interval=intervals)
+    return Retry(max=len(delays), interval=[math.ceil(delay) for delay in delays])
 
 
 class BaseRQDispatcher(Dispatcher):
     """What the ``rq`` and ``django_rq`` dispatchers share; subclasses say where queues come from.
 
     Jobs carry one argument, the core's versioned JSON, and use RQ's JSON serializer: the worker
-    that consumes the queue runs with ``--serializer rq.serializers.JSONSerializer``.
+    that consumes the queue runs with ``--serializer json``.
     """
 
     supports_batching = True
     can_enforce_timeout = True
     default_function_path: ClassVar[str] = "cachewire_rq.run_job"
-    default_queue: ClassVar[str] = "default"
-    #: option (rule ``dispatcher_config`` key) -> default; settings use the UPPER-case key.
-    options: ClassVar[Mapping[str, Any]] = {
-        "queue": None,
-        "function_path": None,
-        "job_timeout": None,
-        "result_ttl": 0,
-        "failure_ttl": None,
-        "retry": None,
-        "raise_exception": None,
+    options: ClassVar[Mapping[str, Option]] = {
+        "queue": Option(str, "default", "RQ queue of rule work and of tasks that name none"),
+        "function_path": Option(str, None, "dotted path of the job function workers run"),
+        "job_timeout": Option((int, float), None, "job_timeout of rule jobs (seconds)"),
+        "result_ttl": Option(int, 0, "result_ttl of the jobs (0: results are not kept)"),
+        "failure_ttl": Option(int, None, "failure_ttl of the jobs (None: RQ's default)"),
+        "retry": Option((RetryPolicy, Mapping), None, "backoff of retries under the raise policy"),
     }
 
     def __init__(self, **config: Any) -> None:
@@ -66,20 +69,7 @@ class BaseRQDispatcher(Dispatcher):
         super().__init__(**config)
 
     def validate_config(self) -> None:
-        known = set(self.options)
-        for where, keys in (
-            ("dispatcher_config", set(self.config)),
-            ("settings block", {k.lower() for k in self.settings()}),
-        ):
-            unknown = sorted(keys - known)
-            if unknown:
-                raise ConfigurationError(
-                    f"the {self.name!r} dispatcher has no option(s) {unknown} (in its {where}); "
-                    f"known: {sorted(known)}"
-                )
-
-    def option(self, key: str, default: Any = None) -> Any:
-        return super().option(key, self.options.get(key, default))
+        self.retry_policy()  # a bad mapping of RetryPolicy arguments fails here, not at a change
 
     # -- where jobs go -------------------------------------------------------------------------
 
@@ -93,7 +83,7 @@ class BaseRQDispatcher(Dispatcher):
 
     def queue(self, name: str | None = None) -> Queue:
         """The queue for ``name`` (the ``queue`` option when None), built once."""
-        name = name or self.option("queue") or self.default_queue
+        name = name or self.option("queue")
         key = self.queue_key(name)
         with self._queues_lock:
             found = self._queues.get(key)
@@ -104,29 +94,27 @@ class BaseRQDispatcher(Dispatcher):
         return found
 
     def retry_policy(self) -> RetryPolicy:
+        """The ``retry`` option as a `RetryPolicy` (the default policy when unset)."""
         policy = self.option("retry")
         if policy is None:
             return RetryPolicy()
         if isinstance(policy, RetryPolicy):
             return policy
-        if isinstance(policy, Mapping):
+        try:
             return RetryPolicy(**policy)
-        raise ConfigurationError(
-            f"the {self.name!r} dispatcher's RETRY must be a RetryPolicy or a mapping of its "
-            f"arguments, got {policy!r}"
-        )
+        except TypeError as exc:
+            raise ConfigurationError(
+                f"the {self.name!r} dispatcher's retry option {policy!r} is not RetryPolicy "
+                f"arguments: {exc}"
+            ) from exc
 
     # -- dispatch ------------------------------------------------------------------------------
 
     def dispatch(
-        self,
-        *,
-        rule_ids: Sequence[str],
-        rule_kwargs: Mapping[str, Sequence[Mapping[str, Any]]],
-        **context: Any,
+        self, *, rule_ids: Sequence[str], rule_kwargs: RuleKwargs, context: DispatchContext
     ) -> None:
-        body = encode_rules(rule_ids, rule_kwargs)
-        raising = raise_policy(rule_ids, context, self.name)
+        body = self.encode_rules(rule_ids, rule_kwargs, context)
+        raising = context.raise_exception
         policy = self.retry_policy()
         self._enqueue(
             self.queue(),
@@ -202,10 +190,10 @@ class RQDispatcher(BaseRQDispatcher):
     """Enqueues on RQ queues of a Redis given by ``CONNECTION`` (a client) or ``URL``."""
 
     name = "rq"
-    options: ClassVar[Mapping[str, Any]] = {
+    options: ClassVar[Mapping[str, Option]] = {
         **BaseRQDispatcher.options,
-        "url": None,
-        "connection": None,
+        "url": Option(str, DEFAULT_URL, "Redis URL of the queues (one client per URL)"),
+        "connection": Option(redis.Redis, None, "a redis.Redis client to use instead of url"),
     }
 
     _clients: ClassVar[dict[str, redis.Redis]] = {}
@@ -213,14 +201,10 @@ class RQDispatcher(BaseRQDispatcher):
 
     def connection(self) -> redis.Redis:
         """The ``CONNECTION`` option, else one shared client per ``URL``."""
-        given = self.option("connection")
+        given: redis.Redis | None = self.option("connection")
         if given is not None:
-            if not isinstance(given, redis.Redis):
-                raise ConfigurationError(
-                    f"the 'rq' dispatcher's CONNECTION must be a redis.Redis client, got {given!r}"
-                )
             return given
-        url = self.option("url") or DEFAULT_URL
+        url: str = self.option("url")
         with self._clients_lock:
             client = self._clients.get(url)
             if client is None:
