@@ -205,6 +205,18 @@ def test_redis_down_while_dispatching_never_fails_the_change(
     assert wait_for(rq_client, app.events(run)) == "invalidated:3"
 
 
+def test_a_connection_redis_dropped_while_idle_does_not_lose_the_next_change(
+    via_proxy: str, proxy: TcpProxy, worker: WorkerProcess, rq_client: redis.Redis, run: str
+) -> None:
+    changed("rq_test.User", {"run": run, "id": 1, "fail": 0})
+    assert wait_for(rq_client, app.events(run)) == "invalidated:1"
+    proxy.cut()  # drops the dispatcher's pooled connection, as a Redis restart does
+    proxy.restore()
+    changed("rq_test.User", {"run": run, "id": 2, "fail": 0})  # raise policy off: no retry
+    assert dispatch_stats.snapshot()["dispatch_errors"] == 0
+    assert wait_for(rq_client, app.events(run)) == "invalidated:2"
+
+
 def test_with_the_raise_policy_dispatch_retries_until_redis_is_back(
     via_proxy: str,
     proxy: TcpProxy,

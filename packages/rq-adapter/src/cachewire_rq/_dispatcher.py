@@ -149,7 +149,7 @@ class BaseRQDispatcher(Dispatcher):
         job_id: str | None = None,
     ) -> None:
         function_path = self.option("function_path") or self.default_function_path
-        attempt = 1
+        failures = 0
         while True:
             try:
                 queue.enqueue_call(
@@ -164,21 +164,21 @@ class BaseRQDispatcher(Dispatcher):
                 )
                 return
             except (redis.ConnectionError, redis.TimeoutError) as exc:
-                if enqueue_policy is None or not enqueue_policy.should_retry(attempt):
+                failures += 1
+                if enqueue_policy is None or not enqueue_policy.should_retry(failures):
                     raise DispatchError(
                         f"the {self.name!r} dispatcher could not reach Redis for queue "
                         f"{queue.name!r}: {exc}"
                     ) from exc
-                delay = enqueue_policy.delay_for(attempt)
+                delay = enqueue_policy.delay_for(failures)
                 logger.warning(
-                    "%s dispatcher: Redis unreachable for queue %r (attempt %d), retrying in %.2fs",
+                    "%s dispatcher: Redis unreachable for queue %r (failure %d), retrying in %.2fs",
                     self.name,
                     queue.name,
-                    attempt,
+                    failures,
                     delay,
                 )
                 time.sleep(delay)
-                attempt += 1
             except redis.RedisError as exc:
                 raise DispatchError(
                     f"the {self.name!r} dispatcher failed to enqueue on {queue.name!r}: {exc}"
