@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 import threading
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -16,12 +16,13 @@ from rq import Queue, Worker
 from rq.job import Job
 from rq.results import Result
 from rq.serializers import JSONSerializer
+from rq_helpers import remove_queue
 
 import cachewire
 from cachewire import changed
 from cachewire.dispatch import dispatch_stats
 from cachewire.errors import DispatchError
-from cachewire.testing import TcpProxy
+from cachewire.testing import TcpProxy, unique_name
 from conftest import WorkerProcess, wait_for
 
 pytestmark = [pytest.mark.redis, pytest.mark.slow, pytest.mark.timeout(60)]
@@ -49,9 +50,28 @@ def _worker_app(
         rq_client.delete(key)
 
 
+@pytest.fixture(scope="module")
+def shared_queue(rq_url: str) -> Iterator[str]:
+    """One queue and one worker process for this module (starting a worker takes a second);
+    each test tells its events apart by its own ``run`` id."""
+    name = unique_name("cw-rq-worker")
+    yield name
+    client = redis.Redis.from_url(rq_url)
+    remove_queue(client, name)
+    client.close()
+
+
 @pytest.fixture
-def worker(worker_process: Callable[..., WorkerProcess], queue_name: str) -> WorkerProcess:
-    return worker_process(queue_name)
+def queue_name(shared_queue: str) -> str:
+    return shared_queue
+
+
+@pytest.fixture(scope="module")
+def worker(rq_url: str, shared_queue: str) -> Iterator[WorkerProcess]:
+    process = WorkerProcess(rq_url, [shared_queue])
+    process.start()
+    yield process
+    process.stop()
 
 
 def test_rule_work_runs_in_a_forked_horse(
