@@ -7,7 +7,7 @@ import math
 import threading
 import time
 from collections.abc import Mapping, Sequence
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NamedTuple
 
 import redis
 from rq import Queue
@@ -19,7 +19,9 @@ from cachewire import (
     Dispatcher,
     Option,
     RetryPolicy,
+    Settings,
     TaskMessage,
+    get_settings,
     register_dispatcher,
 )
 from cachewire.dispatch import RuleKwargs
@@ -30,6 +32,16 @@ __all__ = ["BaseRQDispatcher", "RQDispatcher", "rq_retry"]
 logger = logging.getLogger("cachewire.rq")
 
 DEFAULT_URL = "redis://127.0.0.1:6379/0"
+
+
+class _JobOptions(NamedTuple):
+    """The options every enqueue reads, resolved once per settings snapshot."""
+
+    queue: Queue
+    function_path: str
+    job_timeout: int | None
+    result_ttl: int | None
+    failure_ttl: int | None
 
 
 def rq_retry(policy: RetryPolicy) -> Retry | None:
@@ -58,7 +70,9 @@ class BaseRQDispatcher(Dispatcher):
         "queue": Option(str, "default", "RQ queue of rule work and of tasks that name none"),
         "function_path": Option(str, None, "dotted path of the job function workers run"),
         "job_timeout": Option((int, float), None, "job_timeout of rule jobs (seconds)"),
-        "result_ttl": Option(int, 0, "result_ttl of the jobs (0: results are not kept)"),
+        "result_ttl": Option(
+            (int, type(None)), 0, "result_ttl of the jobs (0: not kept; None: RQ's default)"
+        ),
         "failure_ttl": Option(int, None, "failure_ttl of the jobs (None: RQ's default)"),
         "retry": Option((RetryPolicy, Mapping), None, "backoff of retries under the raise policy"),
     }
@@ -66,7 +80,25 @@ class BaseRQDispatcher(Dispatcher):
     def __init__(self, **config: Any) -> None:
         self._queues: dict[Any, Queue] = {}
         self._queues_lock = threading.Lock()
+        self._resolved: tuple[Settings, _JobOptions] | None = None
         super().__init__(**config)
+
+    def job_options(self) -> _JobOptions:
+        """The options of this dispatcher's jobs under the settings in force."""
+        settings = get_settings()
+        resolved = self._resolved
+        if resolved is not None and resolved[0] is settings:
+            return resolved[1]
+        job_timeout = self.option("job_timeout")
+        options = _JobOptions(
+            queue=self.queue(),
+            function_path=self.option("function_path") or self.default_function_path,
+            job_timeout=math.ceil(job_timeout) if job_timeout else job_timeout,
+            result_ttl=self.option("result_ttl"),
+            failure_ttl=self.option("failure_ttl"),
+        )
+        self._resolved = (settings, options)
+        return options
 
     def validate_config(self) -> None:
         self.retry_policy()  # a bad mapping of RetryPolicy arguments fails here, not at a change
@@ -114,24 +146,27 @@ class BaseRQDispatcher(Dispatcher):
         self, *, rule_ids: Sequence[str], rule_kwargs: RuleKwargs, context: DispatchContext
     ) -> None:
         body = self.encode_rules(rule_ids, rule_kwargs, context)
-        raising = context.raise_exception
-        policy = self.retry_policy()
+        options = self.job_options()
+        policy = self.retry_policy() if context.raise_exception else None
         self._enqueue(
-            self.queue(),
+            options,
+            options.queue,
             body,
             description=f"cachewire rules {', '.join(rule_ids)}",
-            job_timeout=self.option("job_timeout"),
-            retry=rq_retry(policy) if raising else None,
-            enqueue_policy=policy if raising else None,
+            job_timeout=options.job_timeout,
+            retry=rq_retry(policy) if policy is not None else None,
+            enqueue_policy=policy,
         )
 
     def submit_task(self, message: TaskMessage) -> None:
         timeout = message.timeout
+        options = self.job_options()
         self._enqueue(
-            self.queue(message.queue),
+            options,
+            self.queue(message.queue) if message.queue else options.queue,
             message.to_json(),
             description=f"cachewire task {message.name}",
-            job_timeout=math.ceil(timeout) if timeout else self.option("job_timeout"),
+            job_timeout=math.ceil(timeout) if timeout else options.job_timeout,
             job_id=message.uuid,
             retry=None,
             enqueue_policy=None,
@@ -139,6 +174,7 @@ class BaseRQDispatcher(Dispatcher):
 
     def _enqueue(
         self,
+        options: _JobOptions,
         queue: Queue,
         body: str,
         *,
@@ -148,16 +184,15 @@ class BaseRQDispatcher(Dispatcher):
         enqueue_policy: RetryPolicy | None,
         job_id: str | None = None,
     ) -> None:
-        function_path = self.option("function_path") or self.default_function_path
         failures = 0
         while True:
             try:
                 queue.enqueue_call(
-                    function_path,
+                    options.function_path,
                     args=(body,),
                     timeout=job_timeout,
-                    result_ttl=self.option("result_ttl"),
-                    failure_ttl=self.option("failure_ttl"),
+                    result_ttl=options.result_ttl,
+                    failure_ttl=options.failure_ttl,
                     description=description,
                     job_id=job_id,
                     retry=retry,
