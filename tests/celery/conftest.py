@@ -1,0 +1,238 @@
+"""Celery test rigs: one embedded worker per broker for the session, and worker processes.
+
+Every rig uses queues named for this run only and deletes only those at the end.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import subprocess
+import sys
+import threading
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+import pytest
+from celery import Celery
+from celery.contrib.testing.worker import start_worker
+from celery.signals import before_task_publish, task_postrun
+from kombu import Queue
+
+import cachewire_celery.tasks  # noqa: F401  (registers the worker task on every app)
+from cachewire_celery import TASK_NAME
+
+REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
+AMQP_URL = os.environ.get("AMQP_URL", "amqp://guest:guest@127.0.0.1:5672//")
+IN_CI = bool(os.environ.get("CI"))
+HERE = Path(__file__).parent
+
+#: The queue names the task contract passes per call; each rig maps them onto queues of its own.
+CONTRACT_QUEUES = ("contract",)
+
+
+def require_service(name: str, url: str) -> None:
+    """Skip (locally) or fail (under CI) when a service is not reachable."""
+    parsed = urlparse(url)
+    try:
+        with socket.create_connection((parsed.hostname or "127.0.0.1", parsed.port or 0), 1):
+            return
+    except OSError:
+        pass
+    message = f"{name} is not reachable at {url}; start it or set the URL variable"
+    if IN_CI:
+        pytest.fail(f"{message} (CI is set, so this is a failure, not a skip)")
+    pytest.skip(message)
+
+
+def unique_name(prefix: str) -> str:
+    return f"{prefix}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+
+
+class Inflight:
+    """Counts worker-task messages published to a rig's queues and the runs that finished."""
+
+    def __init__(self, app: Celery, routing_keys: set[str]) -> None:
+        self.app = app
+        self.routing_keys = routing_keys
+        self.published = 0
+        self.finished = 0
+        self._changed = threading.Condition()
+        before_task_publish.connect(self._on_publish, weak=False)
+        task_postrun.connect(self._on_postrun, weak=False)
+
+    def _on_publish(self, sender: Any = None, routing_key: Any = None, **_: Any) -> None:
+        if sender == TASK_NAME and routing_key in self.routing_keys:
+            with self._changed:
+                self.published += 1
+
+    def _on_postrun(self, sender: Any = None, **_: Any) -> None:
+        if getattr(sender, "name", None) == TASK_NAME and getattr(sender, "app", None) is self.app:
+            with self._changed:
+                self.finished += 1
+                self._changed.notify_all()
+
+    def wait_idle(self, timeout: float = 20) -> None:
+        with self._changed:
+            if not self._changed.wait_for(lambda: self.finished >= self.published, timeout):
+                raise AssertionError(
+                    f"the worker finished {self.finished} of {self.published} messages in time"
+                )
+
+    def disconnect(self) -> None:
+        before_task_publish.disconnect(self._on_publish)
+        task_postrun.disconnect(self._on_postrun)
+
+
+class Rig:
+    """An app on one broker, its per-run queue, and an embedded worker consuming it."""
+
+    def __init__(self, broker: str, broker_url: str) -> None:
+        self.broker = broker
+        self.queue = unique_name(f"cw-celery-{broker}")
+        self.app = Celery(f"cachewire-test-{broker}", broker=broker_url, set_as_current=False)
+        self.app.conf.update(
+            task_default_queue=self.queue,
+            task_queues=[Queue(self.queue)],
+            broker_connection_retry_on_startup=True,
+            worker_hijack_root_logger=False,
+            task_acks_late=False,
+            # The contract counts one raise per failing message; retries have tests of their own.
+            task_annotations={TASK_NAME: {"max_retries": 0}},
+        )
+        own = self.app.amqp.queues[self.queue]
+        for alias in CONTRACT_QUEUES:
+            # The contract's queue names land on this run's queue (Celery expands a queue name
+            # through its declarations), so no shared queue is used or purged.
+            self.app.amqp.queues[alias] = own
+        self.inflight = Inflight(self.app, {self.queue})
+
+    def make_current(self) -> None:
+        self.app.set_current()
+        self.app.set_default()
+
+    def delete_queues(self) -> None:
+        with self.app.connection_for_write() as conn:
+            channel = conn.default_channel
+            Queue(self.queue, channel=channel).delete()
+
+
+class Rigs:
+    """At most one embedded worker at a time (two in one process share Celery's worker state):
+    asking for another broker's rig stops the running one first."""
+
+    URLS = {"redis": REDIS_URL, "amqp": AMQP_URL}
+    NAMES = {"redis": "Redis", "amqp": "RabbitMQ"}
+
+    def __init__(self) -> None:
+        self._running: tuple[Rig, contextlib.ExitStack] | None = None
+
+    def get(self, broker: str) -> Rig:
+        if self._running is not None:
+            if self._running[0].broker == broker:
+                return self._running[0]
+            self.stop()
+        url = self.URLS[broker]
+        require_service(self.NAMES[broker], url)
+        rig = Rig(broker, url)
+        stack = contextlib.ExitStack()
+        stack.callback(rig.delete_queues)
+        stack.callback(rig.inflight.disconnect)
+        stack.enter_context(
+            start_worker(
+                rig.app,
+                pool="solo",
+                perform_ping_check=False,
+                shutdown_timeout=30,
+                loglevel="WARNING",
+            )
+        )
+        self._running = (rig, stack)
+        return rig
+
+    def stop(self) -> None:
+        if self._running is not None:
+            _, stack = self._running
+            self._running = None
+            stack.close()
+
+
+@pytest.fixture(scope="session")
+def rigs() -> Iterator[Rigs]:
+    pool = Rigs()
+    try:
+        yield pool
+    finally:
+        pool.stop()
+
+
+@pytest.fixture
+def redis_rig(rigs: Rigs) -> Rig:
+    return rigs.get("redis")
+
+
+@pytest.fixture
+def amqp_rig(rigs: Rigs) -> Rig:
+    return rigs.get("amqp")
+
+
+class WorkerProcess:
+    """``celery worker`` in a process of its own, on tests/celery/worker_app.py."""
+
+    def __init__(self, *, broker_url: str, record_url: str, pool: str = "prefork") -> None:
+        self.queue = unique_name("cw-celery-proc")
+        self.record_key = unique_name("cw-celery-record")
+        self.broker_url = broker_url
+        self.record_url = record_url
+        self.pool = pool
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def env(self) -> dict[str, str]:
+        return {
+            **os.environ,
+            "CW_BROKER_URL": self.broker_url,
+            "CW_QUEUE": self.queue,
+            "CW_RECORD_URL": self.record_url,
+            "CW_RECORD_KEY": self.record_key,
+            "PYTHONPATH": os.pathsep.join([str(HERE), os.environ.get("PYTHONPATH", "")]),
+        }
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "worker_app",
+                "worker",
+                "-Q",
+                self.queue,
+                "-P",
+                self.pool,
+                "-c",
+                "1",
+                "--without-gossip",
+                "--without-mingle",
+                "--without-heartbeat",
+                "-l",
+                "WARNING",
+            ],
+            env=self.env,
+            cwd=HERE,
+        )
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.terminate()
+            try:
+                self.process.wait(20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(5)
+            self.process = None
