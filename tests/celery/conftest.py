@@ -6,6 +6,7 @@ Every rig uses queues named for this run only and deletes only those at the end.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import socket
 import subprocess
@@ -18,6 +19,8 @@ from typing import Any
 from urllib.parse import urlparse
 
 import pytest
+import redis
+from _proxy import TcpProxy
 from celery import Celery
 from celery.contrib.testing.worker import start_worker
 from celery.signals import before_task_publish, task_postrun
@@ -181,19 +184,35 @@ def amqp_rig(rigs: Rigs) -> Rig:
 
 
 class WorkerProcess:
-    """``celery worker`` in a process of its own, on tests/celery/worker_app.py."""
+    """``celery worker`` (prefork, one child) in a process of its own, on celery_worker_app.py,
+    reaching its broker through a `TcpProxy` the tests can cut."""
 
-    def __init__(self, *, broker_url: str, record_url: str, pool: str = "prefork") -> None:
-        self.queue = unique_name("cw-celery-proc")
+    def __init__(self, *, broker: str, broker_url: str, record_url: str) -> None:
+        self.broker = broker
+        self.queue = unique_name(f"cw-celery-proc-{broker}")
         self.record_key = unique_name("cw-celery-record")
-        self.broker_url = broker_url
         self.record_url = record_url
-        self.pool = pool
+        self.direct_url = broker_url
+        parsed = urlparse(broker_url)
+        self.proxy = TcpProxy(parsed.hostname or "127.0.0.1", parsed.port or 0).start()
+        self.broker_url = broker_url.replace(
+            f"{parsed.hostname}:{parsed.port}", f"127.0.0.1:{self.proxy.port}", 1
+        )
+        self.redis = redis.Redis.from_url(record_url, socket_timeout=120)
         self.process: subprocess.Popen[bytes] | None = None
 
-    @property
-    def env(self) -> dict[str, str]:
-        return {
+    def pop(self, event: str, timeout: float = 30) -> dict[str, Any]:
+        """The next record of ``event``, waiting for it (AssertionError if none comes)."""
+        got = self.redis.blpop([f"{self.record_key}:{event}"], timeout=timeout)
+        if got is None:
+            raise AssertionError(f"no {event!r} record within {timeout}s")
+        return json.loads(got[1])  # type: ignore[no-any-return]
+
+    def records(self, event: str) -> list[dict[str, Any]]:
+        return [json.loads(v) for v in self.redis.lrange(f"{self.record_key}:{event}", 0, -1)]
+
+    def start(self) -> None:
+        env = {
             **os.environ,
             "CW_BROKER_URL": self.broker_url,
             "CW_QUEUE": self.queue,
@@ -201,31 +220,26 @@ class WorkerProcess:
             "CW_RECORD_KEY": self.record_key,
             "PYTHONPATH": os.pathsep.join([str(HERE), os.environ.get("PYTHONPATH", "")]),
         }
-
-    def start(self) -> None:
+        command = [sys.executable, "-m", "celery", "-A", "celery_worker_app", "worker"]
+        command += ["-Q", self.queue, "-P", "prefork", "-c", "1", "-l", "WARNING"]
+        command += ["--without-gossip", "--without-mingle", "--without-heartbeat"]
         self.process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "celery",
-                "-A",
-                "worker_app",
-                "worker",
-                "-Q",
-                self.queue,
-                "-P",
-                self.pool,
-                "-c",
-                "1",
-                "--without-gossip",
-                "--without-mingle",
-                "--without-heartbeat",
-                "-l",
-                "WARNING",
-            ],
-            env=self.env,
+            command,
+            env=env,
             cwd=HERE,
         )
+        self.pop("ready", timeout=60)
+
+    def producer(self) -> Celery:
+        """An app of the test process that sends to this worker through the proxy."""
+        app = Celery(
+            f"cachewire-producer-{self.broker}",
+            broker=self.broker_url,
+            backend=self.record_url,
+            set_as_current=False,
+        )
+        app.conf.update(task_default_queue=self.queue, broker_connection_timeout=2)
+        return app
 
     def stop(self) -> None:
         if self.process is not None:
@@ -236,3 +250,65 @@ class WorkerProcess:
                 self.process.kill()
                 self.process.wait(5)
             self.process = None
+        self.proxy.close()
+        for key in self.redis.scan_iter(f"{self.record_key}:*"):
+            self.redis.delete(key)
+        cleaner = Celery(broker=self.direct_url, set_as_current=False)
+        with cleaner.connection_for_write() as conn:
+            Queue(self.queue, channel=conn.default_channel).delete()
+        self.redis.close()
+
+
+class WorkerProcesses:
+    URLS = Rigs.URLS
+
+    def __init__(self, record_url: str) -> None:
+        self.record_url = record_url
+        self._started: dict[str, WorkerProcess] = {}
+
+    def get(self, broker: str) -> WorkerProcess:
+        if broker not in self._started:
+            require_service(Rigs.NAMES[broker], self.URLS[broker])
+            worker = WorkerProcess(
+                broker=broker, broker_url=self.URLS[broker], record_url=self.record_url
+            )
+            self._started[broker] = worker
+            worker.start()
+        return self._started[broker]
+
+    def stop(self) -> None:
+        for worker in self._started.values():
+            worker.stop()
+
+
+@pytest.fixture(scope="session")
+def record_url(redis_url: str, _test_database: int) -> str:
+    """This run's own Redis database (never flushed here: tests delete only their own keys)."""
+    parsed = urlparse(redis_url)
+    return f"redis://{parsed.hostname}:{parsed.port or 6379}/{_test_database}"
+
+
+@pytest.fixture(scope="session")
+def worker_processes(record_url: str) -> Iterator[WorkerProcesses]:
+    workers = WorkerProcesses(record_url)
+    try:
+        yield workers
+    finally:
+        workers.stop()
+
+
+@pytest.fixture
+def producer_for() -> Iterator[Any]:
+    """``producer_for(worker)``: a producer app for a worker process, current for the test."""
+    made: list[Celery] = []
+
+    def make(worker: WorkerProcess) -> Celery:
+        app = worker.producer()
+        app.set_current()
+        app.set_default()
+        made.append(app)
+        return app
+
+    yield make
+    for app in made:
+        app.close()
