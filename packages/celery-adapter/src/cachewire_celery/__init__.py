@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from cachewire_celery.cached import CachedTask
 from cachewire_celery.dispatcher import TASK_NAME, CeleryDispatcher
 
-__all__ = ["TASK_NAME", "CeleryDispatcher"]
+__all__ = ["TASK_NAME", "CachedTask", "CeleryDispatcher"]
