@@ -14,7 +14,7 @@ __all__ = ["LABELS", "CachedTask"]
 LABELS = ("cache_ttl", "cache_errors")
 
 
-class CachedTask(Task):  # type: ignore[misc]
+class CachedTask(Task):
     """A Celery task base whose result is cached by task name and canonical arguments.
 
     ``@app.task(base=CachedTask)``: an identical call served from the cache does not run the
