@@ -8,11 +8,9 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import socket
 import subprocess
 import sys
 import threading
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,40 +18,29 @@ from urllib.parse import urlparse
 
 import pytest
 import redis
-from _proxy import TcpProxy
 from celery import Celery
 from celery.contrib.testing.worker import start_worker
 from celery.signals import before_task_publish, task_postrun
 from kombu import Queue
 
 import cachewire_celery.tasks  # noqa: F401  (registers the worker task on every app)
+from cachewire.testing import TcpProxy, require_service, reset_state, unique_name
 from cachewire_celery import TASK_NAME
 
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
 AMQP_URL = os.environ.get("AMQP_URL", "amqp://guest:guest@127.0.0.1:5672//")
-IN_CI = bool(os.environ.get("CI"))
 HERE = Path(__file__).parent
 
 #: The queue names the task contract passes per call; each rig maps them onto queues of its own.
 CONTRACT_QUEUES = ("contract",)
 
 
-def require_service(name: str, url: str) -> None:
-    """Skip (locally) or fail (under CI) when a service is not reachable."""
-    parsed = urlparse(url)
-    try:
-        with socket.create_connection((parsed.hostname or "127.0.0.1", parsed.port or 0), 1):
-            return
-    except OSError:
-        pass
-    message = f"{name} is not reachable at {url}; start it or set the URL variable"
-    if IN_CI:
-        pytest.fail(f"{message} (CI is set, so this is a failure, not a skip)")
-    pytest.skip(message)
-
-
-def unique_name(prefix: str) -> str:
-    return f"{prefix}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+@pytest.fixture(autouse=True)
+def _clean_state() -> Iterator[None]:
+    """Each test starts from cachewire's defaults: no rules, settings, counters or instances."""
+    reset_state()
+    yield
+    reset_state()
 
 
 class Inflight:
@@ -193,11 +180,8 @@ class WorkerProcess:
         self.record_key = unique_name("cw-celery-record")
         self.record_url = record_url
         self.direct_url = broker_url
-        parsed = urlparse(broker_url)
-        self.proxy = TcpProxy(parsed.hostname or "127.0.0.1", parsed.port or 0).start()
-        self.broker_url = broker_url.replace(
-            f"{parsed.hostname}:{parsed.port}", f"127.0.0.1:{self.proxy.port}", 1
-        )
+        self.proxy = TcpProxy.for_url(broker_url).start()
+        self.broker_url = self.proxy.url_through(broker_url)
         self.redis = redis.Redis.from_url(record_url, socket_timeout=120)
         self.process: subprocess.Popen[bytes] | None = None
 

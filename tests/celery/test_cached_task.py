@@ -11,7 +11,7 @@ from celery import shared_task
 from celery.signals import task_postrun
 
 import cachewire
-from cachewire import InMemoryCacheAdapter, get_settings
+from cachewire import InMemoryCacheAdapter
 from cachewire.errors import CachedTaskError
 from cachewire_celery import CachedTask
 
@@ -52,14 +52,12 @@ class Runs:
 @pytest.fixture
 def runs(redis_rig: Any) -> Iterator[Runs]:
     redis_rig.make_current()
-    saved = get_settings()
     cachewire.configure(default_cache=InMemoryCacheAdapter())
     body_runs.clear()
     watcher = Runs()
     task_postrun.connect(watcher.on_postrun, weak=False)
     yield watcher
     task_postrun.disconnect(watcher.on_postrun)
-    cachewire.configure(default_cache=saved.default_cache)
 
 
 def test_an_identical_call_is_served_from_the_cache(runs: Runs, redis_rig: Any) -> None:
@@ -92,12 +90,8 @@ def test_cache_errors_serves_the_failure_again(runs: Runs, redis_rig: Any) -> No
 
 
 def test_called_directly_the_task_still_uses_the_cache() -> None:
-    saved = get_settings()
     cachewire.configure(default_cache=InMemoryCacheAdapter())
     body_runs.clear()
-    try:
-        assert cached_square(6) == 36
-        assert cached_square(6) == 36
-        assert body_runs == [("square", 6)]
-    finally:
-        cachewire.configure(default_cache=saved.default_cache)
+    assert cached_square(6) == 36
+    assert cached_square(6) == 36
+    assert body_runs == [("square", 6)]

@@ -12,22 +12,11 @@ from celery import Celery
 from celery.signals import before_task_publish, task_failure, task_postrun
 
 import cachewire
-from cachewire import Rule, changed, get_settings
+from cachewire import Rule, changed
 from cachewire.dispatch import dispatch_stats
 from cachewire.errors import ConfigurationError, DispatchError
 from cachewire.testing import RecordingFunction
 from cachewire_celery import TASK_NAME, CeleryDispatcher
-
-
-@pytest.fixture(autouse=True)
-def _settings() -> Iterator[None]:
-    saved = get_settings()
-    dispatch_stats.reset()
-    yield
-    cachewire.configure(
-        dispatcher_raise_exception=saved.dispatcher_raise_exception,
-        dispatcher_settings=saved.dispatcher_settings,
-    )
 
 
 def _rule(**options: Any) -> tuple[str, RecordingFunction]:

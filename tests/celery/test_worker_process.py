@@ -4,15 +4,13 @@ duplicate guard and tasks that only the worker knows."""
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from celery.result import AsyncResult
 from celery_shared import RedisRecorder, declare_rule, exclusive, model_for, sleepy, whoami
 
-import cachewire
-from cachewire import changed, collect, get_settings
+from cachewire import changed, collect, configure
 from cachewire.dispatch import dispatch_stats
 from cachewire.errors import TaskTimeoutError
 from cachewire_celery import CeleryDispatcher
@@ -26,18 +24,6 @@ def worker(request: pytest.FixtureRequest, worker_processes: Any) -> Any:
 @pytest.fixture
 def app(worker: Any, producer_for: Any) -> Any:
     return producer_for(worker)
-
-
-@pytest.fixture(autouse=True)
-def _settings() -> Iterator[None]:
-    saved = get_settings()
-    dispatch_stats.reset()
-    yield
-    cachewire.configure(
-        task_guard=saved.task_guard,
-        dispatcher_raise_exception=saved.dispatcher_raise_exception,
-        dispatcher_settings=saved.dispatcher_settings,
-    )
 
 
 def _sentinel(worker: Any, model: str) -> None:
@@ -104,13 +90,13 @@ def test_bind_context_comes_from_the_worker(worker: Any, app: Any) -> None:
     seen = AsyncResult(submitted.uuid, app=app).get(timeout=30)
     assert seen["uuid"] == submitted.uuid
     assert seen["attempt"] == 1
-    host, pid, _thread = seen["worker_id"].split(":")
-    assert host
-    assert int(pid) != os.getpid()  # the worker's process, not the submitter's
+    node, pid = seen["worker_id"].rsplit(":", 1)
+    assert node.startswith("celery@")  # the Celery node that ran it
+    assert int(pid) != os.getpid()  # and its process, not the submitter's
 
 
 def test_duplicates_are_discarded_across_processes(worker: Any, app: Any) -> None:
-    cachewire.configure(task_guard=worker.record_url)
+    configure(task_guard=worker.record_url)
     gate = f"{worker.record_key}:gate"
     first = exclusive.delay(gate)
     assert first.outcome == "accepted"

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import collections
 import logging
-import random
 import threading
 from collections.abc import Callable
 
 import attrs
+
+from cachewire import RetryPolicy
 
 __all__ = ["Redelivery"]
 
@@ -23,35 +24,24 @@ class _Pending:
 
 
 class Redelivery:
-    """A bounded queue of sends, retried in order by one daemon thread with capped backoff.
+    """A bounded queue of sends, retried oldest first by one daemon thread, with the backoff of
+    ``policy``; a send still failing after ``policy.max_attempts`` is dropped and logged.
 
-    The thread waits ``delay_for(attempt)`` after a failed round and retries the oldest send first;
-    a send that still fails after ``max_attempts`` is dropped and logged. Held in memory only: a
-    process that exits loses what it holds (the durable database queue is the answer to that).
+    Held in memory only: a process that exits loses what it holds (the durable database queue is
+    the answer to that).
     """
 
-    def __init__(
-        self,
-        *,
-        max_pending: int = 10_000,
-        max_attempts: int = 200,
-        base_delay: float = 0.2,
-        max_delay: float = 10.0,
-    ) -> None:
+    #: About half an hour of retries, at most 10 s apart.
+    DEFAULT_POLICY = RetryPolicy(max_attempts=200, base_delay=0.2, max_delay=10.0)
+
+    def __init__(self, *, max_pending: int = 10_000, policy: RetryPolicy = DEFAULT_POLICY) -> None:
         self.max_pending = max_pending
-        self.max_attempts = max_attempts
-        self.base_delay = base_delay
-        self.max_delay = max_delay
+        self.policy = policy
         self.dropped = 0
         self._pending: collections.deque[_Pending] = collections.deque()
         self._changed = threading.Condition()
         self._thread: threading.Thread | None = None
         self._closing = threading.Event()
-
-    def delay_for(self, attempt: int) -> float:
-        """Seconds to wait after failed attempt ``attempt`` (exponential, capped, jittered)."""
-        ceiling = min(self.max_delay, self.base_delay * 2 ** (attempt - 1))
-        return random.uniform(ceiling / 2, ceiling)
 
     def __len__(self) -> int:
         with self._changed:
@@ -97,15 +87,16 @@ class Redelivery:
             try:
                 head.send()
             except Exception as exc:
+                failed = head.attempt
                 head.attempt += 1
-                if head.attempt > self.max_attempts:
+                if not self.policy.should_retry(failed):
                     with self._changed:
                         self._pending.popleft()
                         self.dropped += 1
                         self._changed.notify_all()
                     logger.error("celery redelivery gave up on %s: %s", head.what, exc)
                     continue
-                if self._closing.wait(self.delay_for(head.attempt - 1)):
+                if self._closing.wait(self.policy.delay_for(failed)):
                     return
                 continue
             with self._changed:

@@ -10,10 +10,9 @@ from typing import Any, ClassVar
 import celery
 import kombu.exceptions
 
-from cachewire import Dispatcher, TaskMessage, register_dispatcher
-from cachewire.dispatch import RuleKwargs, resolve_raise_exception
+from cachewire import DispatchContext, Dispatcher, Option, TaskMessage, register_dispatcher
+from cachewire.dispatch import RuleKwargs
 from cachewire.errors import DispatchError
-from cachewire.rules import encode_payload, get_rule
 from cachewire_celery._redelivery import Redelivery
 
 __all__ = ["TASK_NAME", "CeleryDispatcher"]
@@ -39,28 +38,39 @@ HARD_LIMIT_GRACE = 5.0
 class CeleryDispatcher(Dispatcher):
     """Sends work to the ``cachewire_celery.tasks.run_work`` task (or ``task_name``).
 
-    Options (rule ``dispatcher_config`` key, or UPPER key of the ``celery`` settings block):
-    ``task_name``, ``queue`` (None: Celery's default queue), ``publish_retry_policy`` (Celery's
-    retry policy for one publish), ``RAISE_EXCEPTION``. The task is sent with ``apply_async`` when
-    it is registered on the current app (so ``task_always_eager`` holds), else with ``send_task``.
+    Options (a rule's ``dispatcher_config`` key, or the UPPER key of the ``celery`` settings
+    block): ``task_name``, ``queue``, ``publish_retry_policy``, and the common ``raise_exception``
+    and ``fallback``. When the broker cannot be reached, rule work whose policy is to raise is
+    held and sent again in the background (`redelivery`); other work is logged and counted (or
+    run inline with ``fallback="inline"``). The change that caused it never fails.
     """
 
     name = "celery"
     supports_batching = True
     can_enforce_timeout = True
+    options = {
+        "task_name": Option(str, TASK_NAME, "the Celery task that runs the work on workers"),
+        "queue": Option(str, None, "the queue to send to (None: Celery's routing and default)"),
+        "publish_retry_policy": Option(
+            dict,
+            DEFAULT_PUBLISH_RETRY_POLICY,
+            "Celery's retry policy for one publish (bounded: a save never waits long)",
+        ),
+    }
 
     _redelivery: ClassVar[Redelivery | None] = None
     _redelivery_lock: ClassVar[threading.Lock] = threading.Lock()
 
     # ------------------------------------------------------------------ producer side
 
-    def dispatch(self, *, rule_ids: Sequence[str], rule_kwargs: RuleKwargs, **context: Any) -> None:
-        body = encode_payload(rule_ids, rule_kwargs)
+    def dispatch(
+        self, *, rule_ids: Sequence[str], rule_kwargs: RuleKwargs, context: DispatchContext
+    ) -> None:
+        body = self.encode_rules(rule_ids, rule_kwargs, context)
         try:
             self._send(body)
         except kombu.exceptions.OperationalError as exc:
-            rules = [get_rule(rule_id) for rule_id in rule_ids]
-            if not resolve_raise_exception(rules, self.name):
+            if not context.raise_exception:
                 raise _translated(exc) from exc
             # The raise policy says this work matters: send it again once the broker answers.
             self.redelivery().add(lambda: self._send(body), what=f"rules {list(rule_ids)}")
@@ -90,12 +100,10 @@ class CeleryDispatcher(Dispatcher):
         """Send one body to the worker task: ``apply_async`` if the task is registered on the
         current app (so ``task_always_eager`` holds), else ``send_task``. Raises Celery's errors."""
         app = celery.current_app
-        task_name = self.option("task_name", TASK_NAME)
+        task_name = self.option("task_name")
         options["queue"] = queue or self.option("queue")
         options["retry"] = True
-        options["retry_policy"] = dict(
-            self.option("publish_retry_policy", DEFAULT_PUBLISH_RETRY_POLICY)
-        )
+        options["retry_policy"] = dict(self.option("publish_retry_policy"))
         local = app.tasks.get(task_name)
         if local is not None:
             local.apply_async(args=(body,), **options)

@@ -4,51 +4,48 @@ It is a ``shared_task``, so ``app.autodiscover_tasks(["cachewire_celery"])`` (or
 ``include=["cachewire_celery.tasks"]``) registers it on the worker's app.
 
 Retries use Celery's own task attributes, which ``task_annotations`` can change:
-``max_retries`` (default 5), ``retry_backoff`` (first delay, seconds), ``retry_backoff_max``
-and ``retry_jitter``.
+``max_retries`` (rule work; default 5), ``retry_backoff`` (first delay, seconds),
+``retry_backoff_max`` and ``retry_jitter``; the core's `RetryPolicy` does the arithmetic.
 """
 
 from __future__ import annotations
 
-import json
-import random
+import os
 from typing import Any
 
 from celery import Task, shared_task
 from celery.exceptions import SoftTimeLimitExceeded
 
 import cachewire
+from cachewire import RetryPolicy, TaskMessage
 from cachewire.errors import PayloadError, TaskTimeoutError
+from cachewire.wire import decode_envelope
 from cachewire_celery.dispatcher import TASK_NAME
 
-__all__ = ["run_work"]
+__all__ = ["RETRIES_LABEL", "retry_policy", "run_work"]
+
+#: A cachewire task's label naming how many times Celery retries it after a failure (default 0).
+RETRIES_LABEL = "retries"
 
 
-def _kind(body: str | bytes) -> str:
-    """``"rules"`` or ``"task"``; `PayloadError` for a body that is not JSON."""
-    try:
-        data = json.loads(body)
-    except ValueError as exc:
-        raise PayloadError(f"a celery message body is not JSON: {exc}") from exc
-    return "rules" if isinstance(data, dict) and "rule_ids" in data else "task"
+def retry_policy(task: Task, retries: int) -> RetryPolicy:
+    """``retries`` retries with the backoff attributes of the Celery ``task``."""
+    return RetryPolicy(
+        max_attempts=retries + 1,
+        base_delay=float(task.retry_backoff),
+        max_delay=float(task.retry_backoff_max),
+        jitter=bool(task.retry_jitter),
+    )
 
 
-def _run(body: str | bytes, kind: str) -> Any:
-    """The core's worker entry: decode, route, apply the error policy, count."""
-    if kind == "rules":
-        cachewire.run_rules(body, dispatcher_name="celery")
-        return None
-    return cachewire.run_task(body, raise_errors=True)
-
-
-def retry_countdown(task: Task, retries: int) -> float:
-    """The delay before retry number ``retries + 1`` from the task's backoff attributes."""
-    base = float(getattr(task, "retry_backoff", 1.0) or 1.0)
-    ceiling = float(getattr(task, "retry_backoff_max", 600) or 600)
-    delay: float = min(ceiling, base * 2**retries)
-    if getattr(task, "retry_jitter", True):
-        delay = random.uniform(delay / 2, delay)
-    return delay
+def _retries_for(task: Task, body: str | bytes) -> int:
+    """How many retries a failure of ``body`` gets: the task's ``max_retries`` for rule work
+    (which raises only under the raise policy), the ``retries`` label for a task message."""
+    envelope = decode_envelope(body)
+    if envelope.kind != "task":
+        return int(task.max_retries or 0)
+    labels = TaskMessage.from_json(envelope).labels
+    return int(labels.get(RETRIES_LABEL, 0))
 
 
 @shared_task(
@@ -60,23 +57,32 @@ def retry_countdown(task: Task, retries: int) -> float:
     retry_jitter=True,
 )
 def run_work(self: Task, body: str) -> Any:
-    """Run rule work or a cachewire task message.
+    """Run rule work or a cachewire task message through `cachewire.run_work`.
 
     Rule work raises only when the resolved raise policy says so; it is then retried with
-    backoff and, once the retries are spent, ends in Celery's failure handling. A task message
-    returns the task's result; a soft time limit is reported as `TaskTimeoutError`. A malformed
-    body is never retried.
+    backoff and, once the retries are spent, ends in Celery's failure handling (a dead-letter
+    setup applies). A task message returns the task's result; a soft time limit is reported as
+    `TaskTimeoutError`. A malformed body is never retried.
     """
-    kind = _kind(body)
+    request = self.request
+    attempt = (request.retries or 0) + 1
     try:
-        return _run(body, kind)
+        return cachewire.run_work(
+            body,
+            dispatcher_name="celery",
+            worker_id=f"{request.hostname or 'celery'}:{os.getpid()}",
+            attempt=attempt,
+        )
     except SoftTimeLimitExceeded as exc:
         raise TaskTimeoutError(
-            f"celery task {self.request.id} ran past its soft time limit and was stopped"
+            f"celery task {request.id} ran past its soft time limit and was stopped"
         ) from exc
-    except PayloadError:
+    except (PayloadError, TaskTimeoutError):
         raise
     except Exception as exc:
-        if kind != "rules":
+        policy = retry_policy(self, _retries_for(self, body))
+        if not policy.should_retry(attempt):
             raise
-        raise self.retry(exc=exc, countdown=retry_countdown(self, self.request.retries)) from exc
+        raise self.retry(
+            exc=exc, countdown=policy.delay_for(attempt), max_retries=policy.max_attempts - 1
+        ) from exc

@@ -10,6 +10,7 @@ from typing import Any, Protocol
 
 import attrs
 
+from cachewire.dispatch import dispatcher_class
 from cachewire.errors import ConfigurationError, DuplicateRuleError
 
 __all__ = ["InvalidationRule", "Rule", "get_rule", "model_label", "rules_for_model"]
@@ -58,16 +59,13 @@ def _as_dict(value: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _check_dispatcher(_: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
-    if value is None or isinstance(value, type):
-        return
-    from cachewire.dispatch import registered_dispatcher_names
+    if value is not None:
+        dispatcher_class(value)  # the one resolver: an unknown name lists the known ones
 
-    known = registered_dispatcher_names()
-    if not isinstance(value, str) or value not in known:
-        raise ConfigurationError(
-            f"Rule(dispatcher={value!r}) is not a registered dispatcher; known: "
-            f"{', '.join(known)} (or pass a Dispatcher subclass)"
-        )
+
+def _check_dispatcher_config(rule: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+    if rule.dispatcher is not None and value:
+        dispatcher_class(rule.dispatcher).check_config(value, where="Rule(dispatcher_config)")
 
 
 @attrs.define(eq=False)
@@ -81,7 +79,9 @@ class Rule:
     model: Any
     field_mapping: Mapping[str, str] = attrs.field(factory=dict, converter=_as_dict)
     dispatcher: Any = attrs.field(default=None, validator=_check_dispatcher)
-    dispatcher_config: Mapping[str, Any] = attrs.field(factory=dict, converter=_as_dict)
+    dispatcher_config: Mapping[str, Any] = attrs.field(
+        factory=dict, converter=_as_dict, validator=_check_dispatcher_config
+    )
     raise_exception: bool | None = None
     name: str | None = None
     function: Any = None
