@@ -84,10 +84,18 @@ class Rig:
     def __init__(self, broker: str, broker_url: str) -> None:
         self.broker = broker
         self.queue = unique_name(f"cw-celery-{broker}")
+        #: Where the broker puts messages the worker rejects (RabbitMQ only).
+        self.dead_letters = unique_name(f"cw-celery-{broker}-dead")
         self.app = Celery(f"cachewire-test-{broker}", broker=broker_url, set_as_current=False)
+        dead_lettering = {
+            "x-dead-letter-exchange": "",
+            "x-dead-letter-routing-key": self.dead_letters,
+        }
         self.app.conf.update(
             task_default_queue=self.queue,
-            task_queues=[Queue(self.queue)],
+            task_queues=[
+                Queue(self.queue, queue_arguments=dead_lettering if broker == "amqp" else None)
+            ],
             broker_connection_retry_on_startup=True,
             worker_hijack_root_logger=False,
             task_acks_late=False,
@@ -109,6 +117,7 @@ class Rig:
         with self.app.connection_for_write() as conn:
             channel = conn.default_channel
             Queue(self.queue, channel=channel).delete()
+            Queue(self.dead_letters, channel=channel).delete()
 
 
 class Rigs:

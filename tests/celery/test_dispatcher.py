@@ -16,7 +16,7 @@ from cachewire import Rule, changed
 from cachewire.dispatch import dispatch_stats
 from cachewire.errors import ConfigurationError, DispatchError
 from cachewire.testing import RecordingFunction
-from cachewire_celery import TASK_NAME, CeleryDispatcher
+from cachewire_celery import RETRIES_LABEL, TASK_NAME, CeleryDispatcher
 
 
 def _rule(**options: Any) -> tuple[str, RecordingFunction]:
@@ -179,3 +179,89 @@ def test_dispatcher_is_found_by_name() -> None:
             dispatcher="celeryy",
             function=RecordingFunction("celery-tests.x", ("key",)),
         )
+
+
+def test_spent_retries_reach_a_dead_letter_queue(amqp_rig: Any) -> None:
+    amqp_rig.make_current()
+    task = amqp_rig.app.tasks[TASK_NAME]
+    saved = task.max_retries, task.retry_backoff, task.acks_late, task.acks_on_failure
+    task.max_retries, task.retry_backoff, task.acks_late, task.acks_on_failure = (
+        1,
+        0.01,
+        True,
+        False,
+    )
+    try:
+        with amqp_rig.app.connection_for_write() as conn:
+            dead = conn.SimpleQueue(amqp_rig.dead_letters)
+            target = FlakyFunction(failures=100)
+            model = f"celery-tests.{uuid.uuid4().hex}"
+            Rule(
+                model=model,
+                field_mapping={"key": "key"},
+                dispatcher="celery",
+                function=target,
+                raise_exception=True,
+            )
+            changed(model, {"key": "dead"})
+            amqp_rig.inflight.wait_idle()
+            message = dead.get(block=True, timeout=20)
+            message.ack()
+            dead.close()
+    finally:
+        task.max_retries, task.retry_backoff, task.acks_late, task.acks_on_failure = saved
+    assert target.attempts == 2
+    (body,), _kwargs, _embed = message.decode()
+    assert '"dead"' in body
+    assert message.headers["task"] == TASK_NAME
+
+
+def test_options_are_checked_when_the_rule_is_declared() -> None:
+    target = RecordingFunction("celery-tests.options", ("key",))
+    with pytest.raises(ConfigurationError, match="queues"):
+        Rule(
+            model="celery-tests.options",
+            field_mapping={"key": "key"},
+            dispatcher="celery",
+            dispatcher_config={"queues": "typo"},
+            function=target,
+        )
+    with pytest.raises(ConfigurationError, match="task_name"):
+        Rule(
+            model="celery-tests.options",
+            field_mapping={"key": "key"},
+            dispatcher="celery",
+            dispatcher_config={"task_name": 5},
+            function=target,
+        )
+
+
+def test_a_task_with_the_retries_label_is_retried(redis_rig: Any) -> None:
+    redis_rig.make_current()
+    task = redis_rig.app.tasks[TASK_NAME]
+    task.retry_backoff = 0.01
+    attempts: list[int] = []
+
+    @cachewire.task(
+        name=f"celery-tests.flaky-{uuid.uuid4().hex}",
+        dispatcher="celery",
+        bind=True,
+        labels={RETRIES_LABEL: 2},
+    )
+    def flaky(ctx: cachewire.TaskContext) -> None:
+        attempts.append(ctx.attempt)
+        if ctx.attempt < 3:
+            raise ConnectionError("not yet")
+
+    @cachewire.task(name=f"celery-tests.failing-{uuid.uuid4().hex}", dispatcher="celery")
+    def failing() -> None:
+        attempts.append(0)
+        raise ConnectionError("never")
+
+    try:
+        flaky.delay()
+        failing.delay()  # no label: no retry
+        redis_rig.inflight.wait_idle()
+    finally:
+        task.retry_backoff = 1.0
+    assert sorted(attempts) == [0, 1, 2, 3]
