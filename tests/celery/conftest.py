@@ -21,10 +21,12 @@ import redis
 from celery import Celery
 from celery.contrib.testing.worker import start_worker
 from celery.signals import before_task_publish, task_postrun
+from celery.worker import state as worker_state
 from kombu import Queue
 
 import cachewire_celery.tasks  # noqa: F401  (registers the worker task on every app)
 from cachewire.testing import TcpProxy, require_service, reset_state, unique_name
+from cachewire.wire import encode_rule_work
 from cachewire_celery import TASK_NAME
 
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -113,6 +115,17 @@ class Rig:
         self.app.set_current()
         self.app.set_default()
 
+    def wake(self) -> None:
+        """Send empty rule work and wait for it: the embedded worker's event loop takes a turn."""
+        self.app.tasks[TASK_NAME].apply_async(args=(encode_rule_work([], {}),))
+        self.inflight.wait_idle()
+
+    def stop_soon(self) -> None:
+        """Ask the embedded worker to stop and wake its loop, so it need not wait for the loop's
+        poll timeout (10 s on RabbitMQ) to notice."""
+        worker_state.should_terminate = 0
+        self.app.tasks[TASK_NAME].apply_async(args=(encode_rule_work([], {}),))
+
     def delete_queues(self) -> None:
         with self.app.connection_for_write() as conn:
             channel = conn.default_channel
@@ -150,6 +163,7 @@ class Rigs:
                 loglevel="WARNING",
             )
         )
+        stack.callback(rig.stop_soon)  # runs before start_worker's exit joins the thread
         self._running = (rig, stack)
         return rig
 

@@ -205,6 +205,9 @@ def test_spent_retries_reach_a_dead_letter_queue(amqp_rig: Any) -> None:
             )
             changed(model, {"key": "dead"})
             amqp_rig.inflight.wait_idle()
+            # The embedded worker settles the rejected message on its event loop's next turn;
+            # one more message brings that turn now instead of at its 10 s poll timeout.
+            amqp_rig.wake()
             message = dead.get(block=True, timeout=20)
             message.ack()
             dead.close()
