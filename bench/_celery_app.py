@@ -54,15 +54,26 @@ def orders(customer_id: int, page: int = 1) -> list[int]:
 
 
 _progress = redis.Redis.from_url(os.environ["CW_BENCH_CACHE"])
+_noops = 0
+
+
+@app.task(name="bench-celery.noop")
+def noop(i: int) -> None:
+    """The floor: a task that does nothing, sent with the raw client."""
+    global _noops
+    _noops += 1
 
 
 @task_postrun.connect
 def _report(sender: Any = None, **_: Any) -> None:
-    # One HSET per message: how many invalidations this worker process has done so far.
-    if getattr(sender, "name", None) == TASK_NAME:
+    # One HSET per message: what this worker process has done so far (the same for both paths).
+    name = getattr(sender, "name", None)
+    if name == TASK_NAME:
         _progress.hset(
             f"{NAMESPACE}:progress", str(os.getpid()), dispatch_stats.snapshot()["invalidations"]
         )
+    elif name == "bench-celery.noop":
+        _progress.hset(f"{NAMESPACE}:noops", str(os.getpid()), _noops)
 
 
 @worker_ready.connect
