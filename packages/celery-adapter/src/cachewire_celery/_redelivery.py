@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+import contextlib
 import logging
 import threading
 from collections.abc import Callable
@@ -90,16 +91,18 @@ class Redelivery:
                 failed = head.attempt
                 head.attempt += 1
                 if not self.policy.should_retry(failed):
-                    with self._changed:
-                        self._pending.popleft()
-                        self.dropped += 1
-                        self._changed.notify_all()
+                    self._forget(head)
+                    self.dropped += 1
                     logger.error("celery redelivery gave up on %s: %s", head.what, exc)
                     continue
                 if self._closing.wait(self.policy.delay_for(failed)):
                     return
                 continue
-            with self._changed:
-                self._pending.popleft()
-                self._changed.notify_all()
+            self._forget(head)
             logger.info("celery redelivery sent %s", head.what)
+
+    def _forget(self, done: _Pending) -> None:
+        # `add` may have dropped it meanwhile (queue full): remove this one, not the new head.
+        with self._changed, contextlib.suppress(ValueError):
+            self._pending.remove(done)
+            self._changed.notify_all()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
@@ -67,13 +68,14 @@ class CeleryDispatcher(Dispatcher):
         self, *, rule_ids: Sequence[str], rule_kwargs: RuleKwargs, context: DispatchContext
     ) -> None:
         body = self.encode_rules(rule_ids, rule_kwargs, context)
+        app = celery.current_app._get_current_object()
         try:
-            self._send(body)
+            self._send(app, body)
         except kombu.exceptions.OperationalError as exc:
             if not context.raise_exception:
                 raise _translated(exc) from exc
             # The raise policy says this work matters: send it again once the broker answers.
-            self.redelivery().add(lambda: self._send(body), what=f"rules {list(rule_ids)}")
+            self.redelivery().add(lambda: self._send(app, body), what=f"rules {list(rule_ids)}")
             logger.warning(
                 "celery broker unreachable (%s): rules %s will be sent again in the background",
                 exc,
@@ -90,16 +92,17 @@ class CeleryDispatcher(Dispatcher):
             options["soft_time_limit"] = message.timeout
             options["time_limit"] = message.timeout + HARD_LIMIT_GRACE
         try:
-            self._send(message.to_json(), queue=message.queue, **options)
+            self._send(celery.current_app, message.to_json(), queue=message.queue, **options)
         except DispatchError:
             raise
         except Exception as exc:
             raise _translated(exc) from exc
 
-    def _send(self, body: str, *, queue: str | None = None, **options: Any) -> None:
-        """Send one body to the worker task: ``apply_async`` if the task is registered on the
-        current app (so ``task_always_eager`` holds), else ``send_task``. Raises Celery's errors."""
-        app = celery.current_app
+    def _send(
+        self, app: celery.Celery, body: str, *, queue: str | None = None, **options: Any
+    ) -> None:
+        """Send one body to the worker task: ``apply_async`` if the task is registered on
+        ``app`` (so ``task_always_eager`` holds), else ``send_task``. Raises Celery's errors."""
         task_name = self.option("task_name")
         options["queue"] = queue or self.option("queue")
         options["retry"] = True
@@ -119,11 +122,21 @@ class CeleryDispatcher(Dispatcher):
             return cls._redelivery
 
     @classmethod
+    def _forget_redelivery(cls) -> None:
+        # A forked child (a prefork worker) must not share the parent's thread and lock.
+        cls._redelivery = None
+        cls._redelivery_lock = threading.Lock()
+
+    @classmethod
     def flush_redelivery(cls, timeout: float | None = None) -> bool:
         """Wait until every publication held for redelivery is sent (or given up); for tests."""
         with cls._redelivery_lock:
             pending = cls._redelivery
         return True if pending is None else pending.flush(timeout)
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=CeleryDispatcher._forget_redelivery)
 
 
 def _translated(exc: Exception) -> DispatchError:
