@@ -13,12 +13,16 @@ __all__ = [
     "DuplicateRuleError",
     "PayloadError",
     "ReentrantCallError",
+    "RulePathError",
     "SerializationError",
+    "TaskArgumentError",
     "TaskError",
+    "TaskMessageError",
     "TaskTimeoutError",
     "UnknownRuleError",
     "UnknownTaskError",
     "UnsupportedVersionError",
+    "ValueNotPortableError",
 ]
 
 
@@ -58,6 +62,10 @@ class DuplicateRuleError(ConfigurationError):
     """Two rules were given the same id."""
 
 
+class RulePathError(ConfigurationError):
+    """A rule's path names an attribute or key the changed object does not have."""
+
+
 class UnknownRuleError(DispatchError):
     """A worker received a rule id that no rule in this process has."""
 
@@ -67,11 +75,27 @@ class PayloadError(DispatchError):
 
 
 class UnsupportedVersionError(PayloadError):
-    """A message was written by a newer major version of the wire than this process reads."""
+    """A message was written in a wire format this process cannot read (a newer major version)."""
+
+
+class ValueNotPortableError(SerializationError, PayloadError):
+    """A value is outside the one policy of values that can travel (docs/values.md).
+
+    Raised wherever a value would cross a process or become a key: cache keys and partitions,
+    rule and task arguments, the JSON codec. The message names where the value came from.
+    """
 
 
 class TaskError(CachewireError):
     """A task could not be submitted or run."""
+
+
+class TaskMessageError(PayloadError, TaskError):
+    """A task message is malformed: a missing field, or one of the wrong type or value."""
+
+
+class TaskArgumentError(ValueNotPortableError, TaskMessageError):
+    """A task argument (or label) is outside the values that can travel."""
 
 
 class UnknownTaskError(TaskError):
