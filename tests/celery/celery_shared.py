@@ -84,3 +84,12 @@ def exclusive(gate: str) -> str:
     record("exclusive-started", gate=gate)
     client.blpop([gate], timeout=30)
     return "done"
+
+
+@cachewire.task(name="celery-tests.serial", dispatcher="celery", on_duplicate="serial")
+def serial_step(gate: str) -> str:
+    """Runs until the test pushes to ``gate``; duplicates meanwhile wait their turn."""
+    client = redis.Redis.from_url(os.environ["CW_RECORD_URL"], socket_timeout=60)
+    record("serial-started", gate=gate)
+    client.blpop([gate], timeout=30)
+    return "done"

@@ -8,11 +8,20 @@ from typing import Any
 
 import pytest
 from celery.result import AsyncResult
-from celery_shared import RedisRecorder, declare_rule, exclusive, model_for, sleepy, whoami
+from celery_shared import (
+    RedisRecorder,
+    declare_rule,
+    exclusive,
+    model_for,
+    serial_step,
+    sleepy,
+    whoami,
+)
 
-from cachewire import changed, collect, configure
+from cachewire import Rule, changed, collect, configure
 from cachewire.dispatch import dispatch_stats
 from cachewire.errors import TaskTimeoutError
+from cachewire.testing import RecordingFunction
 from cachewire_celery import CeleryDispatcher
 
 
@@ -111,6 +120,18 @@ def test_duplicates_are_discarded_across_processes(worker: Any, app: Any) -> Non
     assert AsyncResult(again.uuid, app=app).get(timeout=30) == "done"
 
 
+def test_a_held_duplicate_is_sent_by_the_worker_when_its_turn_comes(worker: Any, app: Any) -> None:
+    configure(task_guard=worker.record_url)
+    gate = f"{worker.record_key}:serial-gate"
+    assert serial_step.delay(gate).outcome == "accepted"
+    worker.pop("serial-started")
+    assert serial_step.delay(gate).outcome == "queued"  # held in the shared guard
+    worker.redis.rpush(gate, "first", "second")
+    # The worker that finished the first run sent the held one through the celery dispatcher.
+    assert worker.pop("serial-started") == {"gate": gate}
+    assert worker.records("serial-started") == []
+
+
 def test_a_task_only_the_worker_knows_goes_through_send_task(worker: Any, app: Any) -> None:
     declare_rule(
         RedisRecorder(worker.record_url, worker.record_key),
@@ -122,3 +143,24 @@ def test_a_task_only_the_worker_knows_goes_through_send_task(worker: Any, app: A
     changed(model, {"key": "remote"})
     worker.pop("remote")
     assert worker.pop("invalidated") == {"key": "remote"}
+
+
+def test_fallback_inline_runs_the_work_here_while_the_broker_is_down(worker: Any, app: Any) -> None:
+    target = RecordingFunction("celery-tests.inline-fallback", ("key",))
+    model = model_for("inline-fallback")
+    Rule(
+        model=model,
+        field_mapping={"key": "key"},
+        dispatcher="celery",
+        dispatcher_config={"fallback": "inline"},
+        raise_exception=True,
+        function=target,
+    )
+    worker.proxy.cut()
+    try:
+        changed(model, {"key": 1})  # never raises into the change
+    finally:
+        worker.proxy.restore()
+    assert target.calls == [{"key": 1}]
+    assert dispatch_stats.snapshot()["fallbacks"] == 1
+    assert len(CeleryDispatcher.redelivery()) == 0

@@ -42,8 +42,8 @@ class CeleryDispatcher(Dispatcher):
     Options (a rule's ``dispatcher_config`` key, or the UPPER key of the ``celery`` settings
     block): ``task_name``, ``queue``, ``publish_retry_policy``, and the common ``raise_exception``
     and ``fallback``. When the broker cannot be reached, rule work whose policy is to raise is
-    held and sent again in the background (`redelivery`); other work is logged and counted (or
-    run inline with ``fallback="inline"``). The change that caused it never fails.
+    held and sent again in the background (`redelivery`); with ``fallback="inline"`` it runs in
+    the calling process instead; other work is logged and counted. The change never fails.
     """
 
     name = "celery"
@@ -72,8 +72,8 @@ class CeleryDispatcher(Dispatcher):
         try:
             self._send(app, body)
         except kombu.exceptions.OperationalError as exc:
-            if not context.raise_exception:
-                raise _translated(exc) from exc
+            if not context.raise_exception or self.option("fallback") == "inline":
+                raise _translated(exc) from exc  # the core logs, counts, runs it inline
             # The raise policy says this work matters: send it again once the broker answers.
             self.redelivery().add(lambda: self._send(app, body), what=f"rules {list(rule_ids)}")
             logger.warning(
