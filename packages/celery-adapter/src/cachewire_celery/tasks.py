@@ -10,6 +10,7 @@ Retries use Celery's own task attributes, which ``task_annotations`` can change:
 
 from __future__ import annotations
 
+import logging
 import os
 from typing import Any
 
@@ -23,6 +24,8 @@ from cachewire.wire import decode_envelope
 from cachewire_celery.dispatcher import TASK_NAME
 
 __all__ = ["RETRIES_LABEL", "retry_policy", "run_work"]
+
+logger = logging.getLogger("cachewire_celery")
 
 #: A cachewire task's label naming how many times Celery retries it after a failure (default 0).
 RETRIES_LABEL = "retries"
@@ -44,8 +47,13 @@ def _retries_for(task: Task, body: str | bytes) -> int:
     envelope = decode_envelope(body)
     if envelope.kind != "task":
         return int(task.max_retries or 0)
-    labels = TaskMessage.from_json(envelope).labels
-    return int(labels.get(RETRIES_LABEL, 0))
+    retries = TaskMessage.from_json(envelope).labels.get(RETRIES_LABEL, 0)
+    if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
+        logger.warning(
+            "label %s=%r is not a number of retries; not retrying", RETRIES_LABEL, retries
+        )
+        return 0
+    return retries
 
 
 @shared_task(
