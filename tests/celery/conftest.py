@@ -18,7 +18,7 @@ from urllib.parse import urlparse
 
 import pytest
 import redis
-from celery import Celery
+from celery import Celery, current_app
 from celery.contrib.testing.worker import start_worker
 from celery.signals import before_task_publish, task_postrun
 from celery.worker import state as worker_state
@@ -39,10 +39,14 @@ CONTRACT_QUEUES = ("contract",)
 
 @pytest.fixture(autouse=True)
 def _clean_state() -> Iterator[None]:
-    """Each test starts from cachewire's defaults: no rules, settings, counters or instances."""
+    """Each test starts from cachewire's defaults (no rules, settings, counters or instances)
+    and leaves Celery's current app as it found it."""
+    app = current_app._get_current_object()
     reset_state()
     yield
     reset_state()
+    app.set_current()
+    app.set_default()
 
 
 class Inflight:
