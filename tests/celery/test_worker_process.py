@@ -20,7 +20,7 @@ from celery_shared import (
 
 from cachewire import Rule, changed, collect, configure
 from cachewire.dispatch import dispatch_stats
-from cachewire.errors import TaskTimeoutError
+from cachewire.errors import DispatchError, TaskTimeoutError
 from cachewire.testing import RecordingFunction
 from cachewire_celery import CeleryDispatcher
 
@@ -164,3 +164,16 @@ def test_fallback_inline_runs_the_work_here_while_the_broker_is_down(worker: Any
     assert target.calls == [{"key": 1}]
     assert dispatch_stats.snapshot()["fallbacks"] == 1
     assert len(CeleryDispatcher.redelivery()) == 0
+
+
+def test_a_task_submitted_while_the_broker_is_down_raises_to_its_caller(
+    worker: Any, app: Any
+) -> None:
+    worker.proxy.cut()
+    try:
+        with pytest.raises(DispatchError, match="broker"):
+            sleepy.delay(0)
+    finally:
+        worker.proxy.restore()
+    submitted = sleepy.delay(0)  # and the next one goes through
+    assert AsyncResult(submitted.uuid, app=app).get(timeout=30) == "woke"
