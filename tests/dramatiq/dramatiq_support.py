@@ -1,0 +1,141 @@
+"""Helpers of the Dramatiq adapter's tests: brokers of the run's own and in-process workers.
+
+Each run owns what it touches: a Redis namespace of its own (its keys are deleted at the end) and
+a RabbitMQ virtual host of its own (deleted at the end). Nothing else is flushed or purged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import subprocess
+import threading
+import uuid
+from typing import Any
+from urllib.parse import urlparse
+
+import pytest
+import redis
+from dramatiq.brokers.rabbitmq import RabbitmqBroker
+from dramatiq.brokers.redis import RedisBroker
+
+import dramatiq
+from cachewire import configure
+
+REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
+AMQP_URL = os.environ.get("AMQP_URL", "amqp://guest:guest@127.0.0.1:5672//")
+IN_CI = bool(os.environ.get("CI"))
+
+
+def unique_name(prefix: str) -> str:
+    return f"{prefix}_{uuid.uuid4().hex[:12]}"
+
+
+def _reachable(url: str, default_port: int) -> bool:
+    parsed = urlparse(url)
+    try:
+        with socket.create_connection(
+            (parsed.hostname or "127.0.0.1", parsed.port or default_port), 1
+        ):
+            return True
+    except OSError:
+        return False
+
+
+def require(name: str, url: str, default_port: int) -> None:
+    if _reachable(url, default_port):
+        return
+    message = f"{name} is not reachable at {url}; start it or set the URL variable"
+    if IN_CI:
+        pytest.fail(f"{message} (CI is set, so this is a failure, not a skip)")
+    pytest.skip(message)
+
+
+class PendingMessages(dramatiq.Middleware):
+    """Counts messages enqueued through this process's broker and not yet acked or rejected.
+
+    Every enqueued message ends in exactly one ack or nack (a delayed message is acked when it is
+    moved to its queue, as a new message), so zero means all work handed over so far is done.
+    (An enqueue that fails is counted all the same: tests that break the broker do not use it.)
+    """
+
+    def __init__(self) -> None:
+        self.pending = 0
+        self.condition = threading.Condition()
+
+    def _add(self, amount: int) -> None:
+        with self.condition:
+            self.pending += amount
+            self.condition.notify_all()
+
+    def before_enqueue(self, broker: Any, message: Any, delay: Any) -> None:
+        # Before, not after: a worker may ack the message before `enqueue` returns.
+        self._add(1)
+
+    def after_ack(self, broker: Any, message: Any) -> None:
+        self._add(-1)
+
+    def after_nack(self, broker: Any, message: Any) -> None:
+        self._add(-1)
+
+    def wait(self, timeout: float = 20.0) -> None:
+        with self.condition:
+            if not self.condition.wait_for(lambda: self.pending <= 0, timeout):
+                raise TimeoutError(f"{self.pending} Dramatiq message(s) still pending")
+
+
+class RunningWorker:
+    """A broker of this run's own with an in-process `dramatiq.Worker` consuming it."""
+
+    def __init__(self, kind: str, broker: dramatiq.Broker, pending: PendingMessages) -> None:
+        self.kind = kind
+        self.broker = broker
+        self.pending = pending
+        self.worker = dramatiq.Worker(broker, worker_threads=4, worker_timeout=50)
+
+    def start(self) -> None:
+        dramatiq.set_broker(self.broker)
+        self.worker.start()
+
+    def stop(self) -> None:
+        self.worker.stop(timeout=5000)
+        self.broker.close()
+
+    async def wait_idle(self) -> None:
+        await asyncio.to_thread(self.pending.wait)
+
+
+def delete_namespace(namespace: str) -> None:
+    client = redis.Redis.from_url(REDIS_URL)
+    try:
+        keys = list(client.scan_iter(match=f"{namespace}:*", count=500))
+        if keys:
+            client.delete(*keys)
+    finally:
+        client.close()
+
+
+def rabbitmqctl(*args: str) -> None:
+    subprocess.run(["rabbitmqctl", "-q", *args], check=True, capture_output=True, timeout=60)
+
+
+def make_broker(kind: str, *, redis_namespace: str = "", rabbitmq_url: str = "") -> Any:
+    pending = PendingMessages()
+    if kind == "redis":
+        broker: dramatiq.Broker = RedisBroker(url=REDIS_URL, namespace=redis_namespace)
+    else:
+        broker = RabbitmqBroker(url=rabbitmq_url, confirm_delivery=True)
+    broker.add_middleware(pending)
+    return broker, pending
+
+
+def reset_settings() -> None:
+    configure(
+        default_dispatcher="inline",
+        dispatcher_raise_exception=False,
+        dispatcher_settings={},
+        default_cache=None,
+        task_guard=None,
+        task_defaults={},
+    )
