@@ -11,6 +11,7 @@ import os
 import socket
 import subprocess
 import threading
+import time
 import uuid
 from typing import Any
 from urllib.parse import urlparse
@@ -63,6 +64,8 @@ class PendingMessages(dramatiq.Middleware):
     def __init__(self) -> None:
         self.pending = 0
         self.condition = threading.Condition()
+        #: (message, exception or None) of every message this process's worker processed.
+        self.processed: list[tuple[Any, BaseException | None]] = []
 
     def _add(self, amount: int) -> None:
         with self.condition:
@@ -72,6 +75,11 @@ class PendingMessages(dramatiq.Middleware):
     def before_enqueue(self, broker: Any, message: Any, delay: Any) -> None:
         # Before, not after: a worker may ack the message before `enqueue` returns.
         self._add(1)
+
+    def after_process_message(
+        self, broker: Any, message: Any, *, result: Any = None, exception: Any = None
+    ) -> None:
+        self.processed.append((message, exception))
 
     def after_ack(self, broker: Any, message: Any) -> None:
         self._add(-1)
@@ -104,6 +112,24 @@ class RunningWorker:
 
     async def wait_idle(self) -> None:
         await asyncio.to_thread(self.pending.wait)
+
+
+def wait_until(predicate: Any, timeout: float = 10.0, what: str = "a condition") -> None:
+    """Return once ``predicate()`` is true (checked every 20 ms); `TimeoutError` after ``timeout``."""
+    event = threading.Event()
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out waiting for {what}")
+        event.wait(0.02)
+
+
+def dead_letters(running: RunningWorker, queue: str) -> int:
+    """How many messages of ``queue`` sit in the broker's dead-letter queue."""
+    broker: Any = running.broker
+    if running.kind == "redis":
+        return int(broker.client.zcard(f"{broker.namespace}:{queue}.XQ"))
+    return int(broker.get_queue_message_counts(queue)[2])
 
 
 def delete_namespace(namespace: str) -> None:
