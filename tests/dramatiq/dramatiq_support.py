@@ -16,12 +16,12 @@ import uuid
 from typing import Any
 from urllib.parse import urlparse
 
+import dramatiq
 import pytest
 import redis
 from dramatiq.brokers.rabbitmq import RabbitmqBroker
 from dramatiq.brokers.redis import RedisBroker
 
-import dramatiq
 from cachewire import configure
 
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+import dramatiq
 import pytest
 from dramatiq_support import RunningWorker, unique_name
 
-import dramatiq
 from cachewire.testing import DispatcherContract
 
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 import threading
 from typing import Any
 
+import dramatiq
 from dramatiq.errors import ActorNotFound
 from dramatiq.middleware import TimeLimitExceeded
 
 import cachewire
-import dramatiq
 from cachewire.errors import PayloadError, TaskTimeoutError
 
 __all__ = [

@@ -7,8 +7,9 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-import cachewire
 import dramatiq
+
+import cachewire
 from cachewire import BaseCacheAdapter, TaskContext, TaskMessage
 
 __all__ = ["CacheMiddleware"]

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import dramatiq
+
 from cachewire.dispatch import Dispatcher, RuleKwargs, resolve_raise_exception
 from cachewire.errors import ConfigurationError, DispatchError
 from cachewire.rules import encode_payload, get_rule

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import dramatiq
+
 from cachewire_dramatiq._actors import declare_rules_actor, declare_tasks_actor
 from cachewire_dramatiq._dispatcher import DramatiqDispatcher
 
