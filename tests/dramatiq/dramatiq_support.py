@@ -66,6 +66,8 @@ class PendingMessages(dramatiq.Middleware):
         self.condition = threading.Condition()
         #: (message, exception or None) of every message this process's worker processed.
         self.processed: list[tuple[Any, BaseException | None]] = []
+        #: message id -> what the actor returned
+        self.results: dict[str, Any] = {}
 
     def _add(self, amount: int) -> None:
         with self.condition:
@@ -80,6 +82,7 @@ class PendingMessages(dramatiq.Middleware):
         self, broker: Any, message: Any, *, result: Any = None, exception: Any = None
     ) -> None:
         self.processed.append((message, exception))
+        self.results[message.message_id] = result
 
     def after_ack(self, broker: Any, message: Any) -> None:
         self._add(-1)
