@@ -18,6 +18,7 @@ __all__ = [
     "TaskTimeoutError",
     "UnknownRuleError",
     "UnknownTaskError",
+    "UnsupportedVersionError",
 ]
 
 
@@ -63,6 +64,10 @@ class UnknownRuleError(DispatchError):
 
 class PayloadError(DispatchError):
     """A wire payload could not be encoded or decoded."""
+
+
+class UnsupportedVersionError(PayloadError):
+    """A message was written by a newer major version of the wire than this process reads."""
 
 
 class TaskError(CachewireError):
