@@ -31,7 +31,7 @@ os.environ.setdefault("CW_BENCH_NS", f"cwbench_{uuid.uuid4().hex[:10]}")
 import _dramatiq_app as app  # noqa: E402
 from _common import write_section  # noqa: E402
 from cachewire import changed, collect  # noqa: E402
-from cachewire.dispatch import dispatch_stats, get_dispatcher  # noqa: E402
+from cachewire.dispatch import DispatchContext, dispatch_stats, resolve_dispatcher  # noqa: E402
 
 TARGET_RATIO = 1.2
 WORKER_THREADS = 8
@@ -57,7 +57,8 @@ def dispatch_costs(n: int, repeats: int) -> list[tuple[str, float]]:
     raw_actor = dramatiq.actor(
         lambda rule_id, kwargs: None, actor_name="bench.raw", queue_name=app.QUEUE
     )
-    dispatcher = get_dispatcher("dramatiq", {"queue": app.QUEUE})
+    dispatcher = resolve_dispatcher("dramatiq", {"queue": app.QUEUE})
+    context = DispatchContext()
     rule_id = app.rule.id
     orders = [Order(i) for i in range(n)]
     paths: dict[str, Callable[[int], Any]] = {
@@ -65,7 +66,7 @@ def dispatch_costs(n: int, repeats: int) -> list[tuple[str, float]]:
             raw_actor.send(rule_id, {"customer_id": i})
         ),
         "cachewire dispatcher.dispatch(rule_ids, rule_kwargs)": lambda i: dispatcher.dispatch(
-            rule_ids=[rule_id], rule_kwargs={rule_id: [{"customer_id": i}]}
+            rule_ids=[rule_id], rule_kwargs={rule_id: [{"customer_id": i}]}, context=context
         ),
         "cachewire changed(model, row): rule lookup, payload, enqueue": lambda i: changed(
             "bench.Order", orders[i]

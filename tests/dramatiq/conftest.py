@@ -9,36 +9,31 @@ from urllib.parse import quote, urlparse
 import pytest
 from dramatiq_support import (
     AMQP_URL,
-    IN_CI,
     REDIS_URL,
     RunningWorker,
-    delete_namespace,
     make_broker,
     rabbitmqctl,
-    require,
-    reset_settings,
-    unique_name,
 )
 
-from cachewire.dispatch import dispatch_stats
-from cachewire.tasks import reset_task_stats
+from cachewire.testing import in_ci, redis_namespace, require_service, reset_state, unique_name
 
 
 @pytest.fixture(scope="session")
-def redis_namespace() -> Iterator[str]:
-    require("Redis", REDIS_URL, 6379)
-    namespace = unique_name("cwtest")
-    yield namespace
-    delete_namespace(namespace)
+def run_namespace() -> Iterator[str]:
+    """This run's Redis key prefix; every broker and cache of the tests lives under it, and its
+    keys (only those) are deleted at the end."""
+    require_service("Redis", REDIS_URL)
+    with redis_namespace(REDIS_URL, "cwtest-dramatiq") as namespace:
+        yield namespace
 
 
 @pytest.fixture(scope="session")
 def rabbitmq_url() -> Iterator[str]:
     """An AMQP URL on a virtual host of this run's own, deleted at the end."""
-    require("RabbitMQ", AMQP_URL, 5672)
+    require_service("RabbitMQ", AMQP_URL)
     if shutil.which("rabbitmqctl") is None:
         message = "rabbitmqctl is not installed; the RabbitMQ tests need it to make a vhost"
-        if IN_CI:
+        if in_ci():
             pytest.fail(message)
         pytest.skip(message)
     parsed = urlparse(AMQP_URL)
@@ -57,7 +52,7 @@ def running_worker(request: pytest.FixtureRequest) -> Iterator[RunningWorker]:
     kind = request.param
     if kind == "redis":
         broker, pending = make_broker(
-            kind, redis_namespace=request.getfixturevalue("redis_namespace")
+            kind, redis_namespace=request.getfixturevalue("run_namespace")
         )
     else:
         broker, pending = make_broker(kind, rabbitmq_url=request.getfixturevalue("rabbitmq_url"))
@@ -71,8 +66,6 @@ def running_worker(request: pytest.FixtureRequest) -> Iterator[RunningWorker]:
 
 @pytest.fixture(autouse=True)
 def _clean_state() -> Iterator[None]:
-    reset_settings()
-    dispatch_stats.reset()
-    reset_task_stats()
+    reset_state()
     yield
-    reset_settings()
+    reset_state()

@@ -53,52 +53,30 @@ _fast_retries = {"queue": QUEUE, "max_retries": 20, "min_backoff": 20, "max_back
 
 logged = RedisRecorder("logged")
 raised = RedisRecorder("raised")
-counted = RedisRecorder("counted")
-
-Rule(
-    model="tests.Logged",
-    field_mapping={"key": "key"},
-    dispatcher="dramatiq",
-    dispatcher_config=_fast_retries,
-    function=logged,
-    name="tests.logged",
-)
-Rule(
-    model="tests.Raised",
-    field_mapping={"key": "key"},
-    dispatcher="dramatiq",
-    dispatcher_config=_fast_retries,
-    function=raised,
-    raise_exception=True,
-    name="tests.raised",
-)
 
 
-class Counter:
-    """A stand-in cached function that only counts invalidations (for throughput runs)."""
+def declare_rules() -> None:
+    """Declare this app's rules (again, after a test reset them)."""
+    Rule(
+        model="tests.Logged",
+        field_mapping={"key": "key"},
+        dispatcher="dramatiq",
+        dispatcher_config=_fast_retries,
+        function=logged,
+        name="tests.logged",
+    )
+    Rule(
+        model="tests.Raised",
+        field_mapping={"key": "key"},
+        dispatcher="dramatiq",
+        dispatcher_config=_fast_retries,
+        function=raised,
+        raise_exception=True,
+        name="tests.raised",
+    )
 
-    cache_id = "tests.counter"
-    parameters = ("key",)
-    partition = ()
 
-    def check_invalidation_params(self, names: Any) -> None:
-        pass
-
-    def invalidate(self, **kwargs: Any) -> None:
-        client.incr(key("count"))
-
-    async def ainvalidate(self, **kwargs: Any) -> None:
-        self.invalidate(**kwargs)
-
-
-Rule(
-    model="tests.Counted",
-    field_mapping={"key": "key"},
-    dispatcher="dramatiq",
-    dispatcher_config={"queue": QUEUE},
-    function=Counter(),
-    name="tests.counted",
-)
+declare_rules()
 
 
 @task(name="tests.slow", dispatcher="dramatiq", queue=QUEUE, timeout=0.3)

@@ -14,15 +14,13 @@ import pytest
 from dramatiq_support import (
     REDIS_URL,
     RunningWorker,
-    delete_namespace,
     make_broker,
-    unique_name,
     wait_until,
 )
 
 from cachewire import InMemoryCacheAdapter, Rule, changed
 from cachewire.cache import RedisCacheAdapter
-from cachewire.testing import RecordingFunction
+from cachewire.testing import RecordingFunction, unique_name
 from cachewire_dramatiq import CacheMiddleware
 
 pytestmark = pytest.mark.timeout(60)
@@ -33,22 +31,19 @@ def cache(request: pytest.FixtureRequest) -> Iterator[Any]:
     if request.param == "memory":
         yield InMemoryCacheAdapter()
         return
-    request.getfixturevalue("redis_namespace")  # skips (or fails in CI) without Redis
-    namespace = unique_name("cwcache")
-    adapter = RedisCacheAdapter(REDIS_URL, namespace=namespace, lock_timeout=10)
-    yield adapter
-    delete_namespace(namespace)
+    # Under the run's namespace, so its keys go with it; skips (or fails in CI) without Redis.
+    namespace = unique_name(request.getfixturevalue("run_namespace"))
+    yield RedisCacheAdapter(REDIS_URL, namespace=namespace, lock_timeout=10)
 
 
 @pytest.fixture(scope="module")
-def caching_worker(cache: Any, redis_namespace: str) -> Iterator[RunningWorker]:
-    broker, pending = make_broker("redis", redis_namespace=f"{redis_namespace}_cache")
+def caching_worker(cache: Any, run_namespace: str) -> Iterator[RunningWorker]:
+    broker, pending = make_broker("redis", redis_namespace=unique_name(run_namespace))
     broker.add_middleware(CacheMiddleware(cache, default_ttl=60))
     running = RunningWorker("redis", broker, pending)
     running.start()
     yield running
     running.stop()
-    delete_namespace(f"{redis_namespace}_cache")
 
 
 @pytest.fixture

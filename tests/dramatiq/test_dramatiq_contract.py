@@ -6,9 +6,9 @@ from typing import Any
 
 import dramatiq
 import pytest
-from dramatiq_support import RunningWorker, unique_name
+from dramatiq_support import RunningWorker
 
-from cachewire.testing import DispatcherContract
+from cachewire.testing import DispatcherContract, unique_name
 
 
 class TestDramatiqContract(DispatcherContract):

@@ -11,13 +11,13 @@ from typing import Any
 import dramatiq
 import pytest
 from dramatiq.brokers.stub import StubBroker
-from dramatiq_support import REDIS_URL, RunningWorker, dead_letters, unique_name, wait_until
+from dramatiq_support import REDIS_URL, RunningWorker, dead_letters, wait_until
 
 from cachewire import Rule, TaskContext, TaskRegistry, changed, configure, task
-from cachewire.dispatch import dispatch_stats, get_dispatcher
+from cachewire.dispatch import dispatch_stats, resolve_dispatcher
 from cachewire.errors import ConfigurationError
 from cachewire.tasks import RedisGuard
-from cachewire.testing import RecordingFunction
+from cachewire.testing import RecordingFunction, unique_name
 from cachewire_dramatiq import RULES_ACTOR_NAME, TASKS_ACTOR_NAME, register_actor
 
 
@@ -117,11 +117,11 @@ class TestSettings:
 
     def test_unknown_option_is_a_configuration_error(self) -> None:
         with pytest.raises(ConfigurationError, match="quue"):
-            get_dispatcher("dramatiq", {"quue": "x"})
+            resolve_dispatcher("dramatiq", {"quue": "x"})
 
     def test_invalid_queue_name_is_a_configuration_error(self) -> None:
         with pytest.raises(ConfigurationError, match="queue"):
-            get_dispatcher("dramatiq", {"queue": "not a queue!"})
+            resolve_dispatcher("dramatiq", {"queue": "not a queue!"})
 
 
 class TestActorDeclaration:
@@ -306,9 +306,9 @@ class TestTasks:
         assert "time_limit" not in message.options
 
     async def test_on_duplicate_with_the_shared_guard(
-        self, running: RunningWorker, registry: TaskRegistry
+        self, running: RunningWorker, registry: TaskRegistry, run_namespace: str
     ) -> None:
-        guard = RedisGuard(REDIS_URL, prefix=f"{unique_name('cwguard')}:")
+        guard = RedisGuard(REDIS_URL, prefix=f"{unique_name(run_namespace)}:")
         started, release = threading.Event(), threading.Event()
         runs: list[int] = []
 

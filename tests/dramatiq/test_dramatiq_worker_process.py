@@ -13,16 +13,16 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
 
 import dramatiq
 import pytest
 import redis
 from dramatiq.brokers.redis import RedisBroker
-from dramatiq_support import REDIS_URL, TcpProxy, delete_namespace, unique_name, wait_until
+from dramatiq_support import REDIS_URL, wait_until
 
 from cachewire import changed
 from cachewire.dispatch import dispatch_stats
+from cachewire.testing import TcpProxy, unique_name
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -78,8 +78,8 @@ class WorkerProcess:
 
 
 @pytest.fixture(scope="module")
-def worker(redis_namespace: str) -> Iterator[WorkerProcess]:
-    namespace, queue = f"{redis_namespace}_proc", unique_name("cw")
+def worker(run_namespace: str) -> Iterator[WorkerProcess]:
+    namespace, queue = unique_name(run_namespace), unique_name("cw")
     os.environ["CW_DRAMATIQ_NS"], os.environ["CW_DRAMATIQ_QUEUE"] = namespace, queue
     running = WorkerProcess(namespace, queue)
     try:
@@ -87,23 +87,18 @@ def worker(redis_namespace: str) -> Iterator[WorkerProcess]:
         yield running
     finally:
         running.stop()
-        delete_namespace(namespace)
 
 
 @pytest.fixture(scope="module")
 def proxy() -> Iterator[TcpProxy]:
-    parsed = urlparse(REDIS_URL)
-    proxy = TcpProxy(parsed.hostname or "127.0.0.1", parsed.port or 6379).start()
-    yield proxy
-    proxy.close()
+    with TcpProxy.for_url(REDIS_URL, 6379) as proxy:
+        yield proxy
 
 
 @pytest.fixture(scope="module")
 def app(worker: WorkerProcess, proxy: TcpProxy) -> Iterator[Any]:
     """The shared rules and tasks in this process, sending through the proxy."""
-    parsed = urlparse(REDIS_URL)
-    url = parsed._replace(netloc=f"127.0.0.1:{proxy.port}").geturl()
-    broker = RedisBroker(url=url, namespace=worker.namespace)
+    broker = RedisBroker(url=proxy.url_through(REDIS_URL), namespace=worker.namespace)
     dramatiq.set_broker(broker)
     module = importlib.import_module("dramatiq_app")
     yield module
@@ -111,10 +106,11 @@ def app(worker: WorkerProcess, proxy: TcpProxy) -> Iterator[Any]:
 
 
 @pytest.fixture(autouse=True)
-def _producer_broker(request: pytest.FixtureRequest) -> None:
-    if "app" in request.fixturenames:
-        module = request.getfixturevalue("app")
-        assert request.getfixturevalue("worker").namespace == module.NAMESPACE
+def _declared_rules(app: Any, worker: WorkerProcess) -> Iterator[None]:
+    app.declare_rules()  # again: conftest resets the state before each test
+    yield
+    # Each test consumed every outcome it caused; anything left would leak into the next test.
+    assert worker.client.lrange(worker.key("outcomes"), 0, -1) == []
 
 
 class RetryingLog(logging.Handler):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from cachewire_dramatiq._actors import RULES_ACTOR_NAME, TASKS_ACTOR_NAME, run_work
+from cachewire_dramatiq._actors import RULES_ACTOR_NAME, TASKS_ACTOR_NAME
 from cachewire_dramatiq._cache import CacheMiddleware
 from cachewire_dramatiq._dispatcher import DramatiqDispatcher
 from cachewire_dramatiq._register import register_actor
@@ -13,5 +13,4 @@ __all__ = [
     "CacheMiddleware",
     "DramatiqDispatcher",
     "register_actor",
-    "run_work",
 ]

@@ -7,7 +7,7 @@ from typing import Any
 
 import dramatiq
 from dramatiq.errors import ActorNotFound
-from dramatiq.middleware import TimeLimitExceeded
+from dramatiq.middleware import CurrentMessage, TimeLimitExceeded
 
 import cachewire
 from cachewire.errors import PayloadError, TaskTimeoutError
@@ -36,10 +36,11 @@ _declare_lock = threading.Lock()
 
 
 def run_work(body: str) -> Any:
-    """The one worker entry of this adapter: decode, route, apply the error policy, count."""
-    if body.lstrip().startswith('{"args"'):
-        return cachewire.run_task(body, raise_errors=True)
-    return cachewire.run_rules(body, dispatcher_name="dramatiq")
+    """The worker entry of both actors: cachewire decodes, routes, applies the error policy and
+    counts. The attempt of a retried message is Dramatiq's retry count plus one."""
+    current = CurrentMessage.get_current_message()
+    attempt = None if current is None else current.options.get("retries", 0) + 1
+    return cachewire.run_work(body, dispatcher_name="dramatiq", attempt=attempt)
 
 
 def _run_rules(body: str) -> None:
@@ -67,8 +68,11 @@ def _declare(
     broker: dramatiq.Broker, actor_name: str, queue: str, fn: Any, options: dict[str, Any]
 ) -> dramatiq.Actor[Any, Any]:
     """The actor called ``actor_name`` on ``broker``, declared now if it is not yet; ``queue``
-    is declared too, so a worker of this broker consumes it."""
+    is declared too, so a worker of this broker consumes it. Dramatiq's `CurrentMessage`
+    middleware is added when missing: the actors read their message's retry count from it."""
     with _declare_lock:
+        if not any(isinstance(m, CurrentMessage) for m in broker.middleware):
+            broker.add_middleware(CurrentMessage())
         try:
             actor: dramatiq.Actor[Any, Any] = broker.get_actor(actor_name)
         except ActorNotFound:

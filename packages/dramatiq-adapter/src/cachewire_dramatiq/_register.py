@@ -26,9 +26,9 @@ def register_actor(
     """
     defaults = DramatiqDispatcher()
     broker = broker or dramatiq.get_broker()
-    queue = queue or defaults.value("queue")
+    queue = queue or defaults.option("queue")
     actor = declare_rules_actor(
-        broker, actor_name=actor_name or defaults.value("actor_name"), queue=queue
+        broker, actor_name=actor_name or defaults.option("actor_name"), queue=queue
     )
     declare_tasks_actor(broker, queue=queue)
     return actor
