@@ -29,6 +29,7 @@ sys.path.append(str(HERE))
 os.environ.setdefault("CW_BENCH_NS", f"cwbench_{uuid.uuid4().hex[:10]}")
 
 import _dramatiq_app as app  # noqa: E402
+import _restflow  # noqa: E402
 from _common import write_section  # noqa: E402
 from cachewire import changed, collect  # noqa: E402
 from cachewire.dispatch import DispatchContext, dispatch_stats, resolve_dispatcher  # noqa: E402
@@ -60,6 +61,11 @@ def dispatch_costs(n: int, repeats: int) -> list[tuple[str, float]]:
     dispatcher = resolve_dispatcher("dramatiq", {"queue": app.QUEUE})
     context = DispatchContext()
     rule_id = app.rule.id
+    _restflow._setup()
+    from restflow.caching.dispatchers.dramatiq import DramatiqDispatcher as RestflowDispatcher
+
+    # Its `queue` setting does not reach the message (it lands on "default"), in this namespace.
+    peer = RestflowDispatcher(queue=app.QUEUE)
     orders = [Order(i) for i in range(n)]
     paths: dict[str, Callable[[int], Any]] = {
         "floor: Dramatiq actor.send(rule id, {customer_id}) of the same facts": lambda i: (
@@ -70,6 +76,9 @@ def dispatch_costs(n: int, repeats: int) -> list[tuple[str, float]]:
         ),
         "cachewire changed(model, row): rule lookup, payload, enqueue": lambda i: changed(
             "bench.Order", orders[i]
+        ),
+        "drf-restflow DramatiqDispatcher.dispatch (same facts)": lambda i: peer.dispatch(
+            rule_ids=[rule_id], rule_kwargs={rule_id: [{"customer_id": i}]}
         ),
     }
     samples: dict[str, list[float]] = {label: [] for label in paths}

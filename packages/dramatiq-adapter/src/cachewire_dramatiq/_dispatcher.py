@@ -6,7 +6,8 @@ import logging
 import math
 import re
 import time
-from collections.abc import Sequence
+import weakref
+from collections.abc import Callable, Sequence
 from typing import Any, ClassVar
 
 import dramatiq
@@ -25,6 +26,8 @@ from cachewire_dramatiq._actors import (
 __all__ = ["DramatiqDispatcher"]
 
 logger = logging.getLogger("cachewire.dispatch")
+
+_NO_RETRY = RetryPolicy(max_attempts=1)
 
 # The queue names Dramatiq's `actor` decorator accepts.
 _QUEUE_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9._-]*")
@@ -48,6 +51,24 @@ class DramatiqDispatcher(Dispatcher):
         "max_backoff": Option(int, 60000, "longest retry delay, milliseconds"),
     }
 
+    def __init__(self, **config: Any) -> None:
+        super().__init__(**config)
+        # Resolved once: a change of settings builds a new dispatcher (`resolve_dispatcher`).
+        self.queue: str = self.option("queue")
+        self.actor_name: str = self.option("actor_name")
+        self.retry_options: dict[str, int] = {
+            key: self.option(key) for key in ("max_retries", "min_backoff", "max_backoff")
+        }
+        self.retry_policy = RetryPolicy(
+            max_attempts=self.retry_options["max_retries"] + 1,
+            base_delay=self.retry_options["min_backoff"] / 1000,
+            max_delay=self.retry_options["max_backoff"] / 1000,
+        )
+        # Per broker, the queues whose actor this dispatcher has declared (or found) there.
+        self._declared: weakref.WeakKeyDictionary[dramatiq.Broker, set[str]] = (
+            weakref.WeakKeyDictionary()
+        )
+
     def validate_config(self) -> None:
         queue = self.option("queue")
         if not _QUEUE_NAME.fullmatch(queue):
@@ -59,39 +80,38 @@ class DramatiqDispatcher(Dispatcher):
             if self.option(key) < 0:
                 raise ConfigurationError(f"dramatiq option {key}={self.option(key)!r} must be >= 0")
 
-    @property
-    def retry_options(self) -> dict[str, int]:
-        """Dramatiq ``Retries`` options each rule-work message carries."""
-        return {key: self.option(key) for key in ("max_retries", "min_backoff", "max_backoff")}
-
-    @property
-    def retry_policy(self) -> RetryPolicy:
-        """The same bounds for retrying an enqueue the broker refused."""
-        return RetryPolicy(
-            max_attempts=self.option("max_retries") + 1,
-            base_delay=self.option("min_backoff") / 1000,
-            max_delay=self.option("max_backoff") / 1000,
-        )
+    def _broker_for(
+        self, queue: str, declare: Callable[[dramatiq.Broker], object]
+    ) -> dramatiq.Broker:
+        """The global broker, with ``declare`` run on it once per queue."""
+        broker = dramatiq.get_broker()
+        known = self._declared.get(broker)
+        if known is None:
+            known = self._declared.setdefault(broker, set())
+        if queue not in known:
+            declare(broker)
+            known.add(queue)
+        return broker
 
     def dispatch(
         self, *, rule_ids: Sequence[str], rule_kwargs: RuleKwargs, context: DispatchContext
     ) -> None:
-        broker = dramatiq.get_broker()
-        queue = self.option("queue")
-        actor = declare_rules_actor(broker, actor_name=self.option("actor_name"), queue=queue)
+        queue = self.queue
+        broker = self._broker_for(
+            queue, lambda b: declare_rules_actor(b, actor_name=self.actor_name, queue=queue)
+        )
         message: dramatiq.Message[Any] = dramatiq.Message(
             queue_name=queue,
-            actor_name=actor.actor_name,
+            actor_name=self.actor_name,
             args=(self.encode_rules(rule_ids, rule_kwargs, context),),
             kwargs={},
-            options=self.retry_options,
+            options=dict(self.retry_options),
         )
         self._enqueue(broker, message, retry=context.raise_exception)
 
     def submit_task(self, message: TaskMessage) -> None:
-        broker = dramatiq.get_broker()
-        queue = message.queue or self.option("queue")
-        declare_tasks_actor(broker, queue=queue)
+        queue = message.queue or self.queue
+        broker = self._broker_for(f"task:{queue}", lambda b: declare_tasks_actor(b, queue=queue))
         options: dict[str, Any] = {"max_retries": 0}
         if message.timeout:
             options["time_limit"] = math.ceil(message.timeout * 1000)
@@ -112,7 +132,7 @@ class DramatiqDispatcher(Dispatcher):
         self, broker: dramatiq.Broker, message: dramatiq.Message[Any], *, retry: bool
     ) -> None:
         """Enqueue, retrying within the retry policy when asked; `DispatchError` if it cannot."""
-        policy = self.retry_policy if retry else RetryPolicy(max_attempts=1)
+        policy = self.retry_policy if retry else _NO_RETRY
         attempt = 1
         while True:
             try:
