@@ -53,6 +53,7 @@ _fast_retries = {"queue": QUEUE, "max_retries": 20, "min_backoff": 20, "max_back
 
 logged = RedisRecorder("logged")
 raised = RedisRecorder("raised")
+fallback = RedisRecorder("fallback")
 
 
 def declare_rules() -> None:
@@ -73,6 +74,14 @@ def declare_rules() -> None:
         function=raised,
         raise_exception=True,
         name="tests.raised",
+    )
+    Rule(
+        model="tests.Fallback",
+        field_mapping={"key": "key"},
+        dispatcher="dramatiq",
+        dispatcher_config={**_fast_retries, "fallback": "inline"},
+        function=fallback,
+        name="tests.fallback",
     )
 
 

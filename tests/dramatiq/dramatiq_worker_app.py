@@ -18,7 +18,7 @@ class ReportToTests(dramatiq.Middleware):
     def after_worker_boot(self, broker: Any, worker: Any) -> None:
         from dramatiq_app import client, key
 
-        client.set(key("ready"), os.getpid())
+        client.set(key(f"ready-{KIND}"), os.getpid())
 
     def after_process_message(
         self, broker: Any, message: Any, *, result: Any = None, exception: Any = None
@@ -29,7 +29,14 @@ class ReportToTests(dramatiq.Middleware):
         client.rpush(key("outcomes"), f"{message.actor_name}:{outcome}")
 
 
-broker = RedisBroker(url=REDIS_URL, namespace=os.environ["CW_DRAMATIQ_NS"])
+KIND = os.environ.get("CW_DRAMATIQ_BROKER", "redis")
+broker: dramatiq.Broker
+if KIND == "rabbitmq":
+    from dramatiq.brokers.rabbitmq import RabbitmqBroker
+
+    broker = RabbitmqBroker(url=os.environ["CW_DRAMATIQ_AMQP_URL"])
+else:
+    broker = RedisBroker(url=REDIS_URL, namespace=os.environ["CW_DRAMATIQ_NS"])
 broker.add_middleware(ReportToTests())
 dramatiq.set_broker(broker)
 

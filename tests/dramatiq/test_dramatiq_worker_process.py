@@ -17,6 +17,7 @@ from typing import Any
 import dramatiq
 import pytest
 import redis
+from dramatiq.brokers.rabbitmq import RabbitmqBroker
 from dramatiq.brokers.redis import RedisBroker
 from dramatiq_support import REDIS_URL, wait_until
 
@@ -30,13 +31,16 @@ HERE = Path(__file__).parent
 
 
 class WorkerProcess:
-    def __init__(self, namespace: str, queue: str) -> None:
+    def __init__(self, namespace: str, queue: str, kind: str = "redis", amqp_url: str = "") -> None:
         self.namespace = namespace
         self.queue = queue
+        self.kind = kind
         self.client = redis.Redis.from_url(REDIS_URL)
         env = {**os.environ, "CW_DRAMATIQ_NS": namespace, "CW_DRAMATIQ_QUEUE": queue}
+        env |= {"CW_DRAMATIQ_BROKER": kind, "CW_DRAMATIQ_AMQP_URL": amqp_url}
         command = [sys.executable, "-m", "dramatiq", "dramatiq_worker_app"]
         command += ["--processes", "1", "--threads", "4", "--path", str(HERE)]
+        command += ["--worker-shutdown-timeout", "3000"]
         self.process = subprocess.Popen(
             command,
             env=env,
@@ -53,10 +57,10 @@ class WorkerProcess:
                 raise RuntimeError(
                     f"the worker exited: {self.process.stderr.read().decode()[-2000:]}"  # type: ignore[union-attr]
                 )
-            return bool(self.client.get(self.key("ready")))
+            return bool(self.client.get(self.key(f"ready-{self.kind}")))
 
         wait_until(ready, 30, "the worker process to boot")
-        return int(self.client.get(self.key("ready")))  # type: ignore[arg-type]
+        return int(self.client.get(self.key(f"ready-{self.kind}")))  # type: ignore[arg-type]
 
     def pop(self, name: str, timeout: float = 20) -> str:
         """The next item the worker pushed to list ``name`` (waits for it)."""
@@ -108,6 +112,8 @@ def app(worker: WorkerProcess, proxy: TcpProxy) -> Iterator[Any]:
 @pytest.fixture(autouse=True)
 def _declared_rules(app: Any, worker: WorkerProcess) -> Iterator[None]:
     app.declare_rules()  # again: conftest resets the state before each test
+    for recorder in (app.logged, app.raised, app.fallback):
+        worker.client.delete(recorder.list_key)
     yield
     # Each test consumed every outcome it caused; anything left would leak into the next test.
     assert worker.client.lrange(worker.key("outcomes"), 0, -1) == []
@@ -123,18 +129,49 @@ class RetryingLog(logging.Handler):
             self.retrying.set()
 
 
+@pytest.fixture(params=["redis", "rabbitmq"])
+def outage(
+    request: pytest.FixtureRequest, app: Any, worker: WorkerProcess, proxy: TcpProxy
+) -> Iterator[tuple[WorkerProcess, TcpProxy]]:
+    """A worker process and a proxy in front of its broker, which this process sends through."""
+    if request.param == "redis":
+        yield worker, proxy
+        return
+    amqp_url = request.getfixturevalue("rabbitmq_url")
+    rabbit = WorkerProcess(worker.namespace, worker.queue, "rabbitmq", amqp_url)
+    redis_broker = dramatiq.get_broker()
+    try:
+        rabbit.pid = rabbit.wait_ready()  # type: ignore[attr-defined]
+        with TcpProxy.for_url(amqp_url, 5672) as amqp_proxy:
+            # confirm_delivery: a publish on a connection the proxy dropped fails instead of
+            # vanishing.
+            broker = RabbitmqBroker(url=amqp_proxy.url_through(amqp_url), confirm_delivery=True)
+            dramatiq.set_broker(broker)
+            try:
+                yield rabbit, amqp_proxy
+            finally:
+                dramatiq.set_broker(redis_broker)
+                broker.close()
+    finally:
+        rabbit.stop()
+
+
 def test_broker_outage_fails_no_change_and_raised_work_completes_once(
-    app: Any, worker: WorkerProcess, proxy: TcpProxy
+    app: Any, outage: tuple[WorkerProcess, TcpProxy]
 ) -> None:
+    worker, proxy = outage
     changed("tests.Logged", {"key": 0})
     assert worker.pop("outcomes") == "cachewire.run_rules:ok"
     proxy.cut()
     try:
         for key in (1, 2, 3):
             changed("tests.Logged", {"key": key})  # policy False: logged and counted, no error
+        changed("tests.Fallback", {"key": 1})  # FALLBACK "inline": it runs here instead
     finally:
         proxy.restore()
-    assert dispatch_stats.snapshot()["dispatch_errors"] == 3
+    assert dispatch_stats.snapshot()["dispatch_errors"] == 4
+    assert dispatch_stats.snapshot()["fallbacks"] == 1
+    assert app.fallback.seen() == [{"key": 1}]
 
     handler = RetryingLog()
     logging.getLogger("cachewire.dispatch").addHandler(handler)
