@@ -13,6 +13,7 @@ __all__ = [
     "DuplicateRuleError",
     "PayloadError",
     "ReentrantCallError",
+    "RulePathError",
     "SerializationError",
     "TaskError",
     "TaskTimeoutError",
@@ -56,6 +57,10 @@ class DispatcherUnavailableError(ConfigurationError):
 
 class DuplicateRuleError(ConfigurationError):
     """Two rules were given the same id."""
+
+
+class RulePathError(ConfigurationError):
+    """A rule's path names an attribute or key the changed object does not have."""
 
 
 class UnknownRuleError(DispatchError):

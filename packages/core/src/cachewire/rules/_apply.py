@@ -81,7 +81,7 @@ def run_rules(
     """
     for rule, kwargs in _invalidations(rule_ids, rule_kwargs, dispatcher_name):
         try:
-            rule.resolve_target().invalidate(**kwargs)
+            rule.apply(kwargs)
             dispatch_stats.bump("invalidations")
         except Exception as exc:
             _failed(rule, exc, dispatcher_name)
@@ -96,7 +96,7 @@ async def arun_rules(
     """Async twin of `run_rules`, using the cached functions' ``ainvalidate``."""
     for rule, kwargs in _invalidations(rule_ids, rule_kwargs, dispatcher_name):
         try:
-            await rule.resolve_target().ainvalidate(**kwargs)
+            await rule.aapply(kwargs)
             dispatch_stats.bump("invalidations")
         except Exception as exc:
             _failed(rule, exc, dispatcher_name)

@@ -7,7 +7,7 @@ import contextlib
 import contextvars
 import json
 import logging
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 import attrs
@@ -20,27 +20,33 @@ from cachewire.dispatch import (
     resolve_dispatcher,
     resolve_raise_exception,
 )
-from cachewire.errors import CachewireError, DispatchError
+from cachewire.errors import CachewireError, ConfigurationError, DispatchError
 from cachewire.rules._apply import run_rules
-from cachewire.rules._rule import Rule, rules_for_model
+from cachewire.rules._rule import (
+    OldValues,
+    Rule,
+    model_label,
+    report_unknown_model,
+    rules_for_model,
+)
 from cachewire.wire import encode_value
 
 __all__ = ["ChangeBatch", "changed", "collect", "current_batch"]
 
 logger = logging.getLogger("cachewire.rules")
 
-EVENTS = ("save", "delete")
+#: What `changed(event=...)` accepts: "save" means create-or-update (the caller does not know).
+CHANGE_EVENTS = ("create", "update", "delete", "save")
 _PLAIN = frozenset({int, str, bool, type(None)})
 
 
-def _old_kwargs(rule: Rule, old: Any, new_kwargs: Mapping[str, Any]) -> dict[str, Any]:
+def _old_state(old: Any, new: Any) -> Any:
+    """The old state a rule reads: the old object itself, or the given old values over ``new``."""
+    if old is None or type(old) is OldValues:
+        return old
     if isinstance(old, Mapping):
-        # A mapping of old values may name only the attributes that changed.
-        return {
-            param: (old[path] if path in old else new_kwargs[param])
-            for param, path in rule.field_mapping.items()
-        }
-    return rule.kwargs_for(old)
+        return OldValues(old, new)
+    return old
 
 
 @attrs.define
@@ -74,17 +80,31 @@ class ChangeBatch:
             identity = json.dumps(encoded, sort_keys=True)
         self._work.setdefault((rule_id, identity), (rule, kwargs))
 
-    def record(self, model: Any, obj: Any, *, old: Any = None, event: str = "save") -> int:
+    def record(
+        self,
+        model: Any,
+        obj: Any,
+        *,
+        old: Any = None,
+        event: str = "save",
+        update_fields: Iterable[str] | None = None,
+    ) -> int:
         """Queue the rule work of one change of ``obj`` (of ``model``); returns how many
-        invalidations were new to this batch. See `changed` for ``old`` and ``event``."""
-        if event not in EVENTS:
-            raise CachewireError(f"changed(event={event!r}) must be one of {EVENTS}")
+        invalidations were new to this batch. See `changed` for the other arguments."""
+        if event not in CHANGE_EVENTS:
+            raise ConfigurationError(f"changed(event={event!r}) must be one of {CHANGE_EVENTS}")
+        rules = rules_for_model(model)
+        if not rules:
+            dispatch_stats.bump("unknown_models")
+            report_unknown_model(model_label(model))
+            return 0
+        old_state = _old_state(old, obj)
         before = len(self._work)
-        for rule in rules_for_model(model):
-            kwargs = rule.kwargs_for(obj)
-            self.add(rule, kwargs)
-            if old is not None:
-                self.add(rule, _old_kwargs(rule, old, kwargs))
+        for rule in rules:
+            for kwargs in rule.invalidations(
+                obj, old=old_state, event=event, update_fields=update_fields
+            ):
+                self.add(rule, kwargs)
         return len(self._work) - before
 
     def discard(self) -> None:
@@ -200,17 +220,29 @@ def _running_loop() -> asyncio.AbstractEventLoop | None:
         return None
 
 
-def changed(model: Any, obj: Any, *, old: Any = None, event: str = "save") -> int:
-    """Record that ``obj`` (of ``model``) was saved or deleted; returns the invalidations queued.
+def changed(
+    model: Any,
+    obj: Any,
+    *,
+    old: Any = None,
+    event: str = "save",
+    update_fields: Iterable[str] | None = None,
+) -> int:
+    """Record that ``obj`` (of ``model``) was created, updated or deleted; returns the
+    invalidations queued.
 
-    Rules are evaluated against the new object and, when ``old`` is given (an object or a mapping
-    of old attribute values), against the old values too, so moving a row between partitions
-    invalidates both. Inside `collect()` the work joins its batch; outside it is sent at once.
+    ``event`` is "create", "update", "delete", or "save" (create or update: the caller cannot
+    tell). Rules are evaluated against the new object and, when ``old`` is given (the old object,
+    or a mapping of old values by path or attribute name), against the old state too, so moving
+    a row between partitions invalidates both. ``update_fields`` (the fields a save wrote) narrows
+    ``watch_fields``. Inside `collect()` the work joins its batch; outside it is sent at once.
+    Raises `RulePathError` when a rule's path does not exist on ``obj``. A model no rule knows is
+    logged once and counted (``unknown_models``).
     """
     batch = _current.get()
     if batch is not None:
-        return batch.record(model, obj, old=old, event=event)
+        return batch.record(model, obj, old=old, event=event, update_fields=update_fields)
     batch = ChangeBatch()
-    queued = batch.record(model, obj, old=old, event=event)
+    queued = batch.record(model, obj, old=old, event=event, update_fields=update_fields)
     batch.flush()
     return queued

@@ -374,13 +374,19 @@ def task(
     labels: Mapping[str, Any] = UNSET,
     name: str | None = None,
     guard: Any = UNSET,
+    **unknown: Any,
 ) -> Any:
     """Make a sync or async function a `Task`, registered under ``name`` or ``module.qualname``.
 
     Options not given fall back to settings (``default_dispatcher``, ``task_guard``, ...).
-    Raises `ConfigurationError` for an invalid option, a lambda/local function without ``name``,
-    or a ``timeout`` the known dispatcher cannot enforce.
+    Raises `ConfigurationError` for an unknown or invalid option, an unknown dispatcher, a
+    lambda/local function without ``name``, or a ``timeout`` the dispatcher cannot enforce.
     """
+    if unknown:
+        raise ConfigurationError(
+            f"unknown @task option(s) {sorted(unknown)}; valid options are "
+            f"{[*OPTION_NAMES, 'registry', 'middlewares', 'name', 'guard']}"
+        )
 
     def wrap(f: Callable[..., Any]) -> Task[..., Any]:
         return Task(
