@@ -111,5 +111,7 @@ def whoami(ctx: TaskContext) -> None:
 )
 def guarded(x: int) -> None:
     client.rpush(key("guarded-started"), x)
-    client.blpop([key("guarded-release")], timeout=20)
+    for _ in range(20):  # short blocking reads: an idle blocked connection can be cut
+        if client.blpop([key("guarded-release")], timeout=1) is not None:
+            break
     client.rpush(key("guarded-done"), x)

@@ -10,6 +10,7 @@ import os
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -64,10 +65,13 @@ class WorkerProcess:
 
     def pop(self, name: str, timeout: float = 20) -> str:
         """The next item the worker pushed to list ``name`` (waits for it)."""
-        item = self.client.blpop([self.key(name)], timeout=timeout)
-        if item is None:
-            raise TimeoutError(f"nothing arrived on {name!r} within {timeout}s")
-        return item[1].decode()  # type: ignore[no-any-return]
+        # Short blocking reads: a blocked connection idle for several seconds can be cut.
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            item = self.client.blpop([self.key(name)], timeout=1)
+            if item is not None:
+                return item[1].decode()  # type: ignore[no-any-return]
+        raise TimeoutError(f"nothing arrived on {name!r} within {timeout}s")
 
     def stop(self) -> None:
         self.process.terminate()
