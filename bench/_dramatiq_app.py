@@ -5,6 +5,7 @@ and its rule on the ``dramatiq`` dispatcher. A Dramatiq worker process loads it 
 from __future__ import annotations
 
 import os
+import threading
 from typing import Any
 
 import dramatiq
@@ -26,10 +27,15 @@ client = redis.Redis.from_url(REDIS_URL)
 class ReportInvalidations(dramatiq.Middleware):
     """After each message, publish how many invalidations this worker process has run."""
 
+    def __init__(self) -> None:
+        # One report at a time, so a late write never replaces a higher count.
+        self.lock = threading.Lock()
+
     def after_process_message(
         self, broker: Any, message: Any, *, result: Any = None, exception: Any = None
     ) -> None:
-        client.set(DONE_KEY, dispatch_stats.snapshot()["invalidations"])
+        with self.lock:
+            client.set(DONE_KEY, dispatch_stats.snapshot()["invalidations"])
 
 
 broker = RedisBroker(url=REDIS_URL, namespace=NAMESPACE)
