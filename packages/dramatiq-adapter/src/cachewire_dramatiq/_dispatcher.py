@@ -28,6 +28,8 @@ __all__ = ["DramatiqDispatcher"]
 logger = logging.getLogger("cachewire.dispatch")
 
 _NO_RETRY = RetryPolicy(max_attempts=1)
+#: The retry defaults are the core's, in Dramatiq's terms (retries after the first run, ms).
+_CORE_POLICY = RetryPolicy()
 
 # The queue names Dramatiq's `actor` decorator accepts.
 _QUEUE_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9._-]*")
@@ -46,9 +48,15 @@ class DramatiqDispatcher(Dispatcher):
     options: ClassVar[dict[str, Option]] = {
         "queue": Option(str, DEFAULT_QUEUE, "Dramatiq queue of the rule-work messages"),
         "actor_name": Option(str, RULES_ACTOR_NAME, "Dramatiq actor that receives rule work"),
-        "max_retries": Option(int, 3, "retries of failed rule work when the policy is to raise"),
-        "min_backoff": Option(int, 1000, "first retry delay, milliseconds"),
-        "max_backoff": Option(int, 60000, "longest retry delay, milliseconds"),
+        "max_retries": Option(
+            int, _CORE_POLICY.max_attempts - 1, "retries of rule work when the policy is to raise"
+        ),
+        "min_backoff": Option(
+            int, round(_CORE_POLICY.base_delay * 1000), "first retry delay, milliseconds"
+        ),
+        "max_backoff": Option(
+            int, round(_CORE_POLICY.max_delay * 1000), "longest retry delay, milliseconds"
+        ),
     }
 
     def __init__(self, **config: Any) -> None:
