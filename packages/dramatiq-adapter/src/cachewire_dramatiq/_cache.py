@@ -77,6 +77,8 @@ class CacheMiddleware(dramatiq.Middleware):
                 for name in _OPTIONS
                 if name in message.options or name in actor.options
             }
+            if labels.get("cache_ttl") == 0 or not self.policy.enabled:
+                return fn(*args, **kwargs)  # not cached: skip building the key
             task_message = TaskMessage(
                 name=actor.actor_name,
                 args=args,
