@@ -304,6 +304,7 @@ class TestTasks:
         (message,) = processed_on(running, TASKS_ACTOR_NAME)
         assert message.queue_name == call_queue
         assert "time_limit" not in message.options
+        assert running.broker.get_actor(TASKS_ACTOR_NAME).options["time_limit"] == float("inf")
 
     async def test_on_duplicate_with_the_shared_guard(
         self, running: RunningWorker, registry: TaskRegistry, run_namespace: str

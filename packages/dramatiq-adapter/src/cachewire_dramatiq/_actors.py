@@ -101,6 +101,8 @@ def declare_tasks_actor(
     """The task actor on ``broker`` (declared if needed), consuming ``queue`` too.
 
     Tasks are not retried by Dramatiq (``max_retries=0``): a failed task is recorded once and
-    moved to the dead letters.
+    moved to the dead letters. A task without a ``timeout`` has no time limit (not Dramatiq's
+    default of 10 minutes); one with a timeout carries it as its message's ``time_limit``.
     """
-    return _declare(broker, TASKS_ACTOR_NAME, queue, _run_task, {"max_retries": 0})
+    options = {"max_retries": 0, "time_limit": float("inf")}
+    return _declare(broker, TASKS_ACTOR_NAME, queue, _run_task, options)
