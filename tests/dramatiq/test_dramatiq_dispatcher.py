@@ -252,6 +252,7 @@ class TestRaisePolicy:
         await running.wait_idle()
         ((_, error),) = [(m, e) for m, e in running.pending.processed if m.queue_name == queue]
         assert type(error).__name__ == "PayloadError"
+        assert dispatch_stats.snapshot()["rejected_messages"] == 1
         wait_until(lambda: dead_letters(running, queue) == 1, what="the dead letter")
 
 
