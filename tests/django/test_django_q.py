@@ -250,3 +250,31 @@ def _outage_story(q_worker: InProcessWorker, monkeypatch: pytest.MonkeyPatch) ->
 
 def q_worker_idle(worker: InProcessWorker) -> None:
     asyncio.run(worker.wait_idle())
+
+
+def _task_result(task_uuid: str, deadline: float) -> Any:
+    """The django-q Task row of a cachewire task (its django-q task id is its own), once saved."""
+    from django_q.models import Task
+
+    while True:
+        found = [t for t in Task.objects.using("pg").all() if task_uuid in str(t.args)]
+        if found:
+            return found[0]
+        assert time.monotonic() < deadline, "the cluster saved no result"
+        time.sleep(0.05)
+
+
+@pytest.mark.timeout(60)
+@transactional("default", "pg")
+def test_tasks_run_on_the_cluster_with_its_timeout(qcluster: Any) -> None:
+    from testapp.cachewire import add, slow
+
+    submitted = add.delay(2, 3)
+    done = _task_result(submitted.uuid, time.monotonic() + 40)
+    assert done.success
+    assert done.result["sum"] == 5
+    assert done.result["uuid"] == submitted.uuid
+    assert str(done.result["worker"]).startswith("Process-")  # the cluster's worker process
+    stopped = _task_result(slow.delay(10).uuid, time.monotonic() + 40)
+    assert not stopped.success
+    assert "TaskTimeoutError" in str(stopped.result)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from cachewire import Rule, cached
+import time
+
+from cachewire import Rule, TaskContext, cached, task
 from cachewire_django import DjangoCacheAdapter
 
 # Kept across a reload (see conftest._test_app_rules).
@@ -125,3 +127,15 @@ def section_page(section: str) -> str:
 def section_count(section: str) -> str:
     _count("section_count")
     return section
+
+
+@task(name="testapp.slow", dispatcher="django_q", timeout=1)
+def slow(seconds: float) -> str:
+    """Runs on the django-q cluster; django-q stops it after its 1 s timeout."""
+    time.sleep(seconds)
+    return "finished"
+
+
+@task(name="testapp.add", dispatcher="django_q", bind=True)
+def add(context: TaskContext, a: int, b: int) -> dict[str, object]:
+    return {"sum": a + b, "worker": context.worker_id, "uuid": context.uuid}
