@@ -75,11 +75,13 @@ class DjangoQDispatcher(Dispatcher):
     _async_bridge: ClassVar[concurrent.futures.ThreadPoolExecutor | None] = None
     _bridge_lock: ClassVar[threading.Lock] = threading.Lock()
 
-    def _enqueue(self, body: str, timeout: float | None = None) -> None:
+    def _enqueue(
+        self, body: str, timeout: float | None = None, cluster: str | None = None
+    ) -> None:
         try:
             asyncio.get_running_loop()
         except RuntimeError:
-            self._enqueue_here(body, timeout)
+            self._enqueue_here(body, timeout, cluster)
             return
         cls = type(self)
         with cls._bridge_lock:
@@ -88,7 +90,7 @@ class DjangoQDispatcher(Dispatcher):
                     max_workers=1, thread_name_prefix="cachewire-django-q"
                 )
         # Waited for, so a failing enqueue reaches the error policy like a sync one.
-        cls._async_bridge.submit(self._enqueue_here, body, timeout).result()
+        cls._async_bridge.submit(self._enqueue_here, body, timeout, cluster).result()
 
     @classmethod
     def close(cls) -> None:
@@ -101,14 +103,16 @@ class DjangoQDispatcher(Dispatcher):
             bridge.submit(connections.close_all).result()
             bridge.shutdown(wait=True)
 
-    def _enqueue_here(self, body: str, timeout: float | None) -> None:
+    def _enqueue_here(self, body: str, timeout: float | None, cluster: str | None) -> None:
         from django_q.tasks import async_task
 
         options: dict[str, Any] = {}
-        for key in ("cluster", "group"):
-            value = self.option(key)
-            if value is not None:
-                options[key] = value
+        cluster = cluster if cluster is not None else self.option("cluster")
+        if cluster is not None:
+            options["cluster"] = cluster
+        group = self.option("group")
+        if group is not None:
+            options["group"] = group
         timeout = timeout if timeout is not None else self.option("timeout")
         if timeout is not None:
             options["timeout"] = max(1, round(timeout))
@@ -120,4 +124,5 @@ class DjangoQDispatcher(Dispatcher):
         self._enqueue(self.encode_rules(rule_ids, rule_kwargs, context))
 
     def submit_task(self, message: TaskMessage) -> None:
-        self._enqueue(message.to_json(), message.timeout)
+        """A task's ``queue`` names the cluster (django-q's queue) it is enqueued on."""
+        self._enqueue(message.to_json(), message.timeout, message.queue)
