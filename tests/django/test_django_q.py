@@ -41,7 +41,8 @@ class InProcessWorker:
     def __init__(self) -> None:
         from django_q.brokers import get_broker
 
-        self.broker = get_broker()
+        # The default cluster, and the one the task contract names as its queue.
+        self.brokers = [get_broker(), get_broker("contract")]
         self.stop = threading.Event()
         self.failures: list[str] = []
         self._lock = threading.Lock()
@@ -56,21 +57,25 @@ class InProcessWorker:
                 with self._lock:
                     waiters, self._waiters = self._waiters, []
                 try:
-                    tasks = self.broker.dequeue() or ()
+                    tasks = [
+                        (broker, *task)
+                        for broker in self.brokers
+                        for task in broker.dequeue() or ()
+                    ]
                 except Exception as exc:  # the broker is down: try again next round
                     self.failures.append(repr(exc))
                     with self._lock:
                         self._waiters.extend(waiters)
                     self.stop.wait(0.05)
                     continue
-                for ack_id, package in tasks:
+                for broker, ack_id, package in tasks:
                     task = SignedPackage.loads(package)
                     try:
                         pydoc.locate(task["func"])(*task["args"], **task["kwargs"])
                     except Exception as exc:
                         self.failures.append(repr(exc))
-                    self.broker.acknowledge(ack_id)
-                if tasks or self.broker.queue_size() or self.broker.lock_size():
+                    broker.acknowledge(ack_id)
+                if tasks or any(b.queue_size() or b.lock_size() for b in self.brokers):
                     with self._lock:
                         self._waiters.extend(waiters)  # not idle yet: ask again next round
                 else:

@@ -75,9 +75,7 @@ class DjangoQDispatcher(Dispatcher):
     _async_bridge: ClassVar[concurrent.futures.ThreadPoolExecutor | None] = None
     _bridge_lock: ClassVar[threading.Lock] = threading.Lock()
 
-    def _enqueue(
-        self, body: str, timeout: float | None = None, cluster: str | None = None
-    ) -> None:
+    def _enqueue(self, body: str, timeout: float | None = None, cluster: str | None = None) -> None:
         try:
             asyncio.get_running_loop()
         except RuntimeError:
