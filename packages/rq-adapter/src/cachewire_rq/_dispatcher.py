@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import math
 import threading
-import time
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar, NamedTuple
 
@@ -184,40 +183,42 @@ class BaseRQDispatcher(Dispatcher):
         enqueue_policy: RetryPolicy | None,
         job_id: str | None = None,
     ) -> None:
-        failures = 0
-        while True:
-            try:
-                queue.enqueue_call(
-                    options.function_path,
-                    args=(body,),
-                    timeout=job_timeout,
-                    result_ttl=options.result_ttl,
-                    failure_ttl=options.failure_ttl,
-                    description=description,
-                    job_id=job_id,
-                    retry=retry,
-                )
-                return
-            except (redis.ConnectionError, redis.TimeoutError) as exc:
-                failures += 1
-                if enqueue_policy is None or not enqueue_policy.should_retry(failures):
-                    raise DispatchError(
-                        f"the {self.name!r} dispatcher could not reach Redis for queue "
-                        f"{queue.name!r}: {exc}"
-                    ) from exc
-                delay = enqueue_policy.delay_for(failures)
-                logger.warning(
-                    "%s dispatcher: Redis unreachable for queue %r (failure %d), retrying in %.2fs",
-                    self.name,
-                    queue.name,
-                    failures,
-                    delay,
-                )
-                time.sleep(delay)
-            except redis.RedisError as exc:
-                raise DispatchError(
-                    f"the {self.name!r} dispatcher failed to enqueue on {queue.name!r}: {exc}"
-                ) from exc
+        def enqueue() -> None:
+            queue.enqueue_call(
+                options.function_path,
+                args=(body,),
+                timeout=job_timeout,
+                result_ttl=options.result_ttl,
+                failure_ttl=options.failure_ttl,
+                description=description,
+                job_id=job_id,
+                retry=retry,
+            )
+
+        def retrying(failures: int, exc: BaseException, delay: float) -> None:
+            logger.warning(
+                "%s dispatcher: Redis unreachable for queue %r (failure %d), retrying in %.2fs",
+                self.name,
+                queue.name,
+                failures,
+                delay,
+            )
+
+        unreachable = (redis.ConnectionError, redis.TimeoutError)
+        try:
+            if enqueue_policy is None:
+                enqueue()
+            else:
+                enqueue_policy.call(enqueue, retry_on=unreachable, on_retry=retrying)
+        except unreachable as exc:
+            raise DispatchError(
+                f"the {self.name!r} dispatcher could not reach Redis for queue "
+                f"{queue.name!r}: {exc}"
+            ) from exc
+        except redis.RedisError as exc:
+            raise DispatchError(
+                f"the {self.name!r} dispatcher failed to enqueue on {queue.name!r}: {exc}"
+            ) from exc
 
 
 @register_dispatcher

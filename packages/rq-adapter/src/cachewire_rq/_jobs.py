@@ -8,7 +8,7 @@ from rq import get_current_job
 from rq.timeouts import JobTimeoutException
 
 from cachewire import run_work
-from cachewire.errors import PayloadError, TaskTimeoutError
+from cachewire.errors import PayloadError
 
 __all__ = ["perform", "run_job"]
 
@@ -24,9 +24,13 @@ def perform(body: str, *, dispatcher_name: str) -> Any:
     worker_id = job.worker_name if job is not None else None
     attempt = (job.number_of_retries or 0) + 1 if job is not None else None
     try:
-        return run_work(body, dispatcher_name=dispatcher_name, worker_id=worker_id, attempt=attempt)
-    except JobTimeoutException as exc:
-        raise TaskTimeoutError(f"RQ stopped the job at its timeout: {exc}") from exc
+        return run_work(
+            body,
+            dispatcher_name=dispatcher_name,
+            worker_id=worker_id,
+            attempt=attempt,
+            timeout_errors=(JobTimeoutException,),
+        )
     except PayloadError:
         if job is not None:
             job.retries_left = 0  # retrying cannot make an unreadable body readable
