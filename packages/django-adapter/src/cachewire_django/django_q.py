@@ -23,7 +23,7 @@ from typing import Any, ClassVar
 
 from cachewire import DispatchContext, Dispatcher, Option, run_work
 from cachewire.dispatch import RuleKwargs
-from cachewire.errors import DispatcherUnavailableError, TaskTimeoutError
+from cachewire.errors import DispatcherUnavailableError
 from cachewire.wire import TaskMessage
 
 __all__ = ["DEFAULT_FUNCTION_PATH", "DjangoQDispatcher", "run"]
@@ -41,10 +41,12 @@ def run(body: str) -> Any:
     from django_q.exceptions import TimeoutException
 
     worker = multiprocessing.current_process()
-    try:
-        return run_work(body, dispatcher_name=_NAME, worker_id=f"{worker.name}:{worker.pid}")
-    except TimeoutException as exc:
-        raise TaskTimeoutError(f"django-q stopped the task at its timeout: {exc}") from exc
+    return run_work(
+        body,
+        dispatcher_name=_NAME,
+        worker_id=f"{worker.name}:{worker.pid}",
+        timeout_errors=(TimeoutException,),  # django-q's timer: counted as TaskTimeoutError
+    )
 
 
 class DjangoQDispatcher(Dispatcher):
