@@ -110,7 +110,7 @@ class Worker:
             f"import sys; sys.path.append({str(HERE)!r}); from celery.__main__ import main; main()"
         )
         command = [sys.executable, "-c", launcher, "-A", "_celery_app", "worker", "-Q", RUN]
-        command += ["-P", "prefork", "-c", "2", "-l", "WARNING"]
+        command += ["-n", f"{RUN}@%h", "-P", "prefork", "-c", "2", "-l", "WARNING"]
         command += ["--without-gossip", "--without-mingle", "--without-heartbeat"]
         self.process = subprocess.Popen(command, cwd=HERE.parent, env=os.environ.copy())
         if self.redis.blpop([f"{RUN}:ready"], timeout=60) is None:
