@@ -20,7 +20,6 @@ from django.conf import settings
 from django.core import checks
 from django.core.exceptions import FieldDoesNotExist
 
-import cachewire.rules
 from cachewire import CachedFunction, registered_dispatcher_names
 from cachewire.rules import Rule, rules_for_model
 from cachewire_django import conf
@@ -122,9 +121,6 @@ def all_rules() -> list[Rule]:
     """Every rule the checks can find: the rules of installed models, and the rules of the
     cached functions (and cached views) of every ``cachewire`` module and module in ``MODULES``,
     so a rule on a model that is not installed is found too."""
-    listing = getattr(cachewire.rules, "registered_rules", None)
-    if callable(listing):
-        return list(listing())
     found: dict[str, Rule] = {}
     for model in apps.get_models(include_auto_created=True):
         for rule in rules_for_model(model):
