@@ -47,7 +47,7 @@ class _Entry:
     tag_versions: tuple[int, ...]
     tags: tuple[str, ...]
     delta: float  # how long the computation took (for early refresh)
-    plain: bool  # no tags, and the adapter keeps no per-hit bookkeeping: the fast hit path applies
+    plain: bool  # the adapter keeps no per-hit bookkeeping: the lock-free hit path applies
 
 
 @attrs.define(slots=True, eq=False)
@@ -60,6 +60,15 @@ class _Flight:
     done: threading.Event = attrs.field(factory=threading.Event)
     value: Any = None
     error: BaseException | None = None
+
+
+def _needs_no_check(ttl_seconds: Any) -> bool:
+    """Whether a TTL is certainly valid at a glance (a hit then needs no `validate_ttl`)."""
+    return (
+        ttl_seconds is MISSING
+        or ttl_seconds is None
+        or ((type(ttl_seconds) is float or type(ttl_seconds) is int) and ttl_seconds >= 0)
+    )
 
 
 def _retrieve(task: asyncio.Task[Any]) -> None:
@@ -104,8 +113,7 @@ class InMemoryCacheAdapter(BaseCacheAdapter):
         self._flights: dict[str, _Flight] = {}
         self._lock = threading.Lock()
         self._stats = CacheStats()
-        self._fast_hits = 0  # hits of the fast path, folded into the statistics when read
-        self._checked_ttl: Any = MISSING
+        self._fast_hits = 0  # hits of the lock-free path, folded into the statistics when read
         self._sync = _SyncMemory(self)
         self._background: set[asyncio.Task[Any]] = set()
         # Hits need no bookkeeping (LRU order, early refresh) unless these options are on.
@@ -120,6 +128,23 @@ class InMemoryCacheAdapter(BaseCacheAdapter):
 
     def _tag_versions(self, tags: Sequence[str]) -> tuple[int, ...]:
         return tuple(self._tags.get(tag, 0) for tag in tags)
+
+    def _plain_hit(self, key: str) -> Any:
+        """The value of a fresh, current entry that needs no bookkeeping, else MISSING.
+
+        Lock-free: tag versions only ever grow, so reading them without the lock sees either the
+        version before a concurrent invalidation or after it, as a locked read would.
+        """
+        entry = self._entries.get(key)
+        if entry is None or not entry.plain or self._clock() >= entry.soft_deadline:
+            return MISSING
+        if entry.tags:
+            versions = self._tags
+            for tag, version in zip(entry.tags, entry.tag_versions, strict=True):
+                if versions.get(tag, 0) != version:
+                    return MISSING
+        self._fast_hits += 1
+        return entry.value
 
     def _lookup(self, key: str, now: float) -> tuple[_Entry | None, bool]:
         """(entry, fresh): the entry if usable at all, and whether it is within its TTL."""
@@ -163,7 +188,7 @@ class InMemoryCacheAdapter(BaseCacheAdapter):
             soft = now + ttl
             hard = soft + self.stale_ttl
         self._entries[key] = _Entry(
-            value, soft, hard, versions, tuple(tags), delta, self._plain_hits and not tags
+            value, soft, hard, versions, tuple(tags), delta, self._plain_hits
         )
         self._entries.move_to_end(key)
         if self.max_entries is not None:
@@ -220,17 +245,11 @@ class InMemoryCacheAdapter(BaseCacheAdapter):
         tags: Sequence[str] = (),
         stale_ttl: float | None = None,
     ) -> Any:
-        entry = self._entries.get(key)
-        if (
-            entry is not None
-            and entry.plain
-            and self._clock() < entry.soft_deadline
-            and (ttl_seconds is self._checked_ttl or ttl_seconds is MISSING)
-        ):
-            self._fast_hits += 1
-            return entry.value
+        if _needs_no_check(ttl_seconds):
+            value = self._plain_hit(key)
+            if value is not MISSING:
+                return value
         ttl = self._ttl(ttl_seconds)
-        self._checked_ttl = ttl_seconds  # valid: later hits with this same object skip the check
         # One decision under the lock, so a thread and a coroutine never both start computing.
         with self._lock:
             entry, fresh = self._lookup(key, self._clock())
@@ -301,6 +320,9 @@ class InMemoryCacheAdapter(BaseCacheAdapter):
         return self._get(key, default)
 
     def _get(self, key: str, default: Any) -> Any:
+        value = self._plain_hit(key)
+        if value is not MISSING:
+            return value
         with self._lock:
             entry, fresh = self._lookup(key, self._clock())
         if entry is None or not fresh:
@@ -388,6 +410,10 @@ class _SyncMemory(SyncCacheAdapter):
         stale_ttl: float | None = None,
     ) -> T:
         cache = self._cache
+        if _needs_no_check(ttl_seconds):
+            value = cache._plain_hit(key)
+            if value is not MISSING:
+                return cast(T, value)
         ttl = cache._ttl(ttl_seconds)
         with cache._lock:
             entry, fresh = cache._lookup(key, cache._clock())
