@@ -10,6 +10,7 @@ from typing import Any, Generic, ParamSpec, TypeVar
 
 from cachewire._settings import get_settings
 from cachewire.cache._base import MISSING, BaseCacheAdapter, _Missing, validate_ttl
+from cachewire.cache._key_plan import MEMO_ENTRIES, KeyPlan
 from cachewire.cache._keys import encode_key, encode_value, escape
 from cachewire.errors import ConfigurationError
 
@@ -70,8 +71,8 @@ class CachedFunction(Generic[P, R]):
                 "identity across processes"
             )
         self.cache_id = name or f"{function.__module__}.{qualname}"
-        self._signature = inspect.signature(function)
-        self.parameters = tuple(self._signature.parameters)
+        signature = inspect.signature(function)
+        self.parameters = tuple(signature.parameters)
         unknown = [p for p in partition if p not in self.parameters]
         if unknown:
             raise ConfigurationError(
@@ -79,12 +80,17 @@ class CachedFunction(Generic[P, R]):
                 f"its parameters are {list(self.parameters)}"
             )
         self.partition = tuple(partition)
+        self._key_plan = KeyPlan(self.cache_id, signature, self.partition)
+        self._key_of = self._key_plan.key_of
         self._cache = cache
         self._ttl = ttl if isinstance(ttl, _Missing) else validate_ttl(ttl, name="ttl")
         self._stale_ttl = stale_ttl
         self._is_async = inspect.iscoroutinefunction(function)
         self._function_tag = "f:" + escape(self.cache_id)
+        self._function_tags = (self._function_tag,)
         self._partition_prefix = f"p:{escape(self.cache_id)}|"
+        # One tags tuple per partition, shared by its entries (bounded like the key plan's memo).
+        self._partition_tags: dict[str, tuple[str, str]] = {}
         self._plans: dict[frozenset[str], str] = {}  # invalidation kind per set of names
         with _registry_lock:
             existing = _registry.get(self.cache_id)
@@ -104,10 +110,20 @@ class CachedFunction(Generic[P, R]):
         """The adapter in use: the decorator's, else the settings' default, else in-memory."""
         return self._cache if self._cache is not None else _fallback_cache()
 
-    def _bind(self, args: Any, kwargs: Any) -> dict[str, Any]:
-        bound = self._signature.bind(*args, **kwargs)
-        bound.apply_defaults()
-        return dict(bound.arguments)
+    def _key_and_tags(self, args: Any, kwargs: Any) -> tuple[str, tuple[str, ...]]:
+        if self._key_of is None:
+            arguments = self._key_plan.bind(args, kwargs)
+            return encode_key(self.cache_id, arguments), self._tags(arguments)
+        key, codes = self._key_of(*args, **kwargs)
+        if not self.partition:
+            return key, self._function_tags
+        tag = self._partition_prefix + codes
+        tags = self._partition_tags.get(tag)
+        if tags is None:
+            if len(self._partition_tags) >= MEMO_ENTRIES:
+                self._partition_tags.clear()
+            tags = self._partition_tags[tag] = (self._function_tag, tag)
+        return key, tags
 
     def _partition_tag(self, arguments: dict[str, Any]) -> str:
         values = "".join(
@@ -118,32 +134,30 @@ class CachedFunction(Generic[P, R]):
     def _tags(self, arguments: dict[str, Any]) -> tuple[str, ...]:
         if self.partition:
             return (self._function_tag, self._partition_tag(arguments))
-        return (self._function_tag,)
+        return self._function_tags
 
     def key_for(self, *args: P.args, **kwargs: P.kwargs) -> str:
         """The cache key of one call."""
-        return encode_key(self.cache_id, self._bind(args, kwargs))
+        return self._key_and_tags(args, kwargs)[0]
 
     # ---------------------------------------------------------------- calls
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
-        arguments = self._bind(args, kwargs)
-        key = encode_key(self.cache_id, arguments)
-        tags = self._tags(arguments)
+        key, tags = self._key_and_tags(args, kwargs)
+        cache = self._cache if self._cache is not None else _fallback_cache()
+        function = self.__wrapped__
         if self._is_async:
-            return self._acall(key, tags, args, kwargs)  # type: ignore[return-value]
-        return self.cache.sync.get_or_create(
+            # The adapter's own coroutine, not one wrapped around it: a hit is one await.
+            return cache.get_or_create(  # type: ignore[return-value]
+                key,
+                lambda: function(*args, **kwargs),
+                self._ttl,
+                tags=tags,
+                stale_ttl=self._stale_ttl,
+            )
+        return cache.sync.get_or_create(
             key,
-            lambda: self.__wrapped__(*args, **kwargs),
-            self._ttl,
-            tags=tags,
-            stale_ttl=self._stale_ttl,
-        )
-
-    async def _acall(self, key: str, tags: tuple[str, ...], args: Any, kwargs: Any) -> Any:
-        return await self.cache.get_or_create(
-            key,
-            lambda: self.__wrapped__(*args, **kwargs),
+            lambda: function(*args, **kwargs),
             self._ttl,
             tags=tags,
             stale_ttl=self._stale_ttl,
