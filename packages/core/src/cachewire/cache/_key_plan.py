@@ -161,9 +161,7 @@ class KeyPlan:
         """Whether ``key_of`` gives `encode_key`'s keys (and partition codes) on probe values."""
         parameters = list(self.signature.parameters.values())
         for shift in range(len(_PROBES)):
-            values = {
-                p.name: _PROBES[(shift + i) % len(_PROBES)] for i, p in enumerate(parameters)
-            }
+            values = {p.name: _PROBES[(shift + i) % len(_PROBES)] for i, p in enumerate(parameters)}
             positional = [values[p.name] for p in parameters if p.kind is not p.KEYWORD_ONLY]
             by_keyword = {p.name: values[p.name] for p in parameters if p.kind is p.KEYWORD_ONLY}
             key, codes = key_of(*positional, **by_keyword)
