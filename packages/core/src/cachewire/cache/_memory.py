@@ -37,6 +37,7 @@ _computing: contextvars.ContextVar[frozenset[tuple[int, str]]] = contextvars.Con
     "cachewire_memory_computing", default=frozenset()
 )
 _tag_clock = itertools.count(1)
+_SHARED_VERSIONS = 1024  # distinct tag-version tuples shared between entries, at most
 
 
 @attrs.define(slots=True)
@@ -48,6 +49,9 @@ class _Entry:
     tags: tuple[str, ...]
     delta: float  # how long the computation took (for early refresh)
     plain: bool  # the adapter keeps no per-hit bookkeeping: the lock-free hit path applies
+    # The tag clock (`_tags_changed`) at which tag_versions were last known current: while no tag
+    # has changed since, a hit needs no look at the versions.
+    tags_current_at: int
 
 
 @attrs.define(slots=True, eq=False)
@@ -55,6 +59,7 @@ class _Flight:
     """One computation in progress; waiters of both kinds share its outcome."""
 
     tag_versions: tuple[int, ...]
+    tags_read_at: int
     write_back: bool = True
     task: asyncio.Task[Any] | None = None
     done: threading.Event = attrs.field(factory=threading.Event)
@@ -110,6 +115,8 @@ class InMemoryCacheAdapter(BaseCacheAdapter):
         self._clock = clock
         self._entries: OrderedDict[str, _Entry] = OrderedDict()
         self._tags: dict[str, int] = {}
+        self._tags_changed = 0  # the tag clock's value at the latest invalidate_tags or clear
+        self._versions: dict[tuple[int, ...], tuple[int, ...]] = {}  # shared by equal entries
         self._flights: dict[str, _Flight] = {}
         self._lock = threading.Lock()
         self._stats = CacheStats()
@@ -127,22 +134,33 @@ class InMemoryCacheAdapter(BaseCacheAdapter):
         return validate_ttl(ttl_seconds)
 
     def _tag_versions(self, tags: Sequence[str]) -> tuple[int, ...]:
-        return tuple(self._tags.get(tag, 0) for tag in tags)
+        if not tags:
+            return ()
+        versions = tuple(self._tags.get(tag, 0) for tag in tags)
+        shared = self._versions.get(versions)
+        if shared is None:
+            if len(self._versions) >= _SHARED_VERSIONS:
+                self._versions.clear()
+            shared = self._versions[versions] = versions
+        return shared
 
     def _plain_hit(self, key: str) -> Any:
         """The value of a fresh, current entry that needs no bookkeeping, else MISSING.
 
-        Lock-free: tag versions only ever grow, so reading them without the lock sees either the
-        version before a concurrent invalidation or after it, as a locked read would.
+        Lock-free: tag versions only ever grow, and an invalidation sets them before it moves the
+        tag clock, so a read sees each invalidation either entirely or not at all, as a locked
+        read would.
         """
         entry = self._entries.get(key)
         if entry is None or not entry.plain or self._clock() >= entry.soft_deadline:
             return MISSING
-        if entry.tags:
+        if entry.tags and entry.tags_current_at != self._tags_changed:
+            changed = self._tags_changed
             versions = self._tags
             for tag, version in zip(entry.tags, entry.tag_versions, strict=True):
                 if versions.get(tag, 0) != version:
                     return MISSING
+            entry.tags_current_at = changed
         self._fast_hits += 1
         return entry.value
 
@@ -176,6 +194,7 @@ class InMemoryCacheAdapter(BaseCacheAdapter):
         tags: Sequence[str],
         versions: tuple[int, ...],
         delta: float,
+        tags_read_at: int,
     ) -> None:
         if ttl == 0:
             return
@@ -186,9 +205,9 @@ class InMemoryCacheAdapter(BaseCacheAdapter):
             if self.jitter:
                 ttl = ttl * (1.0 - self.jitter * random.random())
             soft = now + ttl
-            hard = soft + self.stale_ttl
+            hard = soft + self.stale_ttl if self.stale_ttl else soft
         self._entries[key] = _Entry(
-            value, soft, hard, versions, tuple(tags), delta, self._plain_hits
+            value, soft, hard, versions, tuple(tags), delta, self._plain_hits, tags_read_at
         )
         self._entries.move_to_end(key)
         if self.max_entries is not None:
@@ -204,7 +223,7 @@ class InMemoryCacheAdapter(BaseCacheAdapter):
             )
 
     def _start_flight(self, key: str, tags: Sequence[str]) -> _Flight:
-        flight = _Flight(tag_versions=self._tag_versions(tags))
+        flight = _Flight(tag_versions=self._tag_versions(tags), tags_read_at=self._tags_changed)
         self._flights[key] = flight
         self._stats.misses += 1
         self._stats.creator_calls += 1
@@ -226,7 +245,9 @@ class InMemoryCacheAdapter(BaseCacheAdapter):
             if self._flights.get(key) is flight:
                 del self._flights[key]
             if error is None and flight.write_back:
-                self._store(key, value, ttl, tags, flight.tag_versions, elapsed)
+                self._store(
+                    key, value, ttl, tags, flight.tag_versions, elapsed, flight.tags_read_at
+                )
             elif error is not None:
                 self._stats.creator_errors += 1
             elif not flight.write_back:
@@ -346,7 +367,7 @@ class InMemoryCacheAdapter(BaseCacheAdapter):
     ) -> None:
         ttl = self._ttl(ttl_seconds)
         with self._lock:
-            self._store(key, value, ttl, tags, self._tag_versions(tags), 0.0)
+            self._store(key, value, ttl, tags, self._tag_versions(tags), 0.0, self._tags_changed)
 
     async def invalidate(self, key: str) -> bool:
         return self._invalidate(key)
@@ -366,6 +387,8 @@ class InMemoryCacheAdapter(BaseCacheAdapter):
         with self._lock:
             for tag in tags:
                 self._tags[tag] = next(_tag_clock)
+            # After the versions: a lock-free hit that sees the new clock sees the new versions.
+            self._tags_changed = next(_tag_clock)
 
     async def clear(self) -> None:
         self._clear()
@@ -376,6 +399,7 @@ class InMemoryCacheAdapter(BaseCacheAdapter):
                 flight.write_back = False
             self._entries.clear()
             self._tags.clear()
+            self._tags_changed = next(_tag_clock)
 
     def get_stats(self) -> dict[str, Any]:
         with self._lock:
