@@ -390,3 +390,23 @@ async def test_an_invalid_ttl_is_refused_even_when_the_key_is_cached() -> None:
             await cache.get_or_create("k", _never_called, ttl)  # type: ignore[arg-type]
         with pytest.raises(ConfigurationError):
             cache.sync.get_or_create("k", _never_called, ttl)  # type: ignore[arg-type]
+
+
+def test_tagged_hits_see_every_invalidation_and_only_their_own() -> None:
+    cache = InMemoryCacheAdapter()
+    orders, calls = counting(cache)
+    for user in (1, 2, 3):
+        orders(user)
+    for round_ in range(3):
+        calls.clear()
+        orders.invalidate(user_id=2)
+        cache.sync.invalidate_tags(["an unrelated tag"])
+        for _ in range(2):  # the second round of hits finds the tags current without a look
+            for user in (1, 2, 3):
+                assert orders(user) == (user, 1)
+        assert calls == [(2, 1)], round_
+    calls.clear()
+    cache.sync.clear()
+    orders(1)
+    orders(1)
+    assert calls == [(1, 1)]
