@@ -10,7 +10,7 @@ from typing import Any, Generic, ParamSpec, TypeVar
 
 from cachewire._settings import get_settings
 from cachewire.cache._base import MISSING, BaseCacheAdapter, _Missing, validate_ttl
-from cachewire.cache._key_plan import MEMO_ENTRIES, KeyPlan
+from cachewire.cache._key_plan import KeyPlan
 from cachewire.cache._keys import encode_key, encode_value, escape
 from cachewire.errors import ConfigurationError
 
@@ -80,8 +80,6 @@ class CachedFunction(Generic[P, R]):
                 f"its parameters are {list(self.parameters)}"
             )
         self.partition = tuple(partition)
-        self._key_plan = KeyPlan(self.cache_id, signature, self.partition)
-        self._key_of = self._key_plan.key_of
         self._cache = cache
         self._ttl = ttl if isinstance(ttl, _Missing) else validate_ttl(ttl, name="ttl")
         self._stale_ttl = stale_ttl
@@ -89,8 +87,14 @@ class CachedFunction(Generic[P, R]):
         self._function_tag = "f:" + escape(self.cache_id)
         self._function_tags = (self._function_tag,)
         self._partition_prefix = f"p:{escape(self.cache_id)}|"
-        # One tags tuple per partition, shared by its entries (bounded like the key plan's memo).
-        self._partition_tags: dict[str, tuple[str, str]] = {}
+        self._key_plan = KeyPlan(
+            self.cache_id,
+            signature,
+            function_tag=self._function_tag,
+            partition=self.partition,
+            partition_prefix=self._partition_prefix,
+        )
+        self._key_of = self._key_plan.key_of
         self._plans: dict[frozenset[str], str] = {}  # invalidation kind per set of names
         with _registry_lock:
             existing = _registry.get(self.cache_id)
@@ -111,19 +115,10 @@ class CachedFunction(Generic[P, R]):
         return self._cache if self._cache is not None else _fallback_cache()
 
     def _key_and_tags(self, args: Any, kwargs: Any) -> tuple[str, tuple[str, ...]]:
-        if self._key_of is None:
-            arguments = self._key_plan.bind(args, kwargs)
-            return encode_key(self.cache_id, arguments), self._tags(arguments)
-        key, codes = self._key_of(*args, **kwargs)
-        if not self.partition:
-            return key, self._function_tags
-        tag = self._partition_prefix + codes
-        tags = self._partition_tags.get(tag)
-        if tags is None:
-            if len(self._partition_tags) >= MEMO_ENTRIES:
-                self._partition_tags.clear()
-            tags = self._partition_tags[tag] = (self._function_tag, tag)
-        return key, tags
+        if self._key_of is not None:
+            return self._key_of(*args, **kwargs)
+        arguments = self._key_plan.bind(args, kwargs)
+        return encode_key(self.cache_id, arguments), self._tags(arguments)
 
     def _partition_tag(self, arguments: dict[str, Any]) -> str:
         values = "".join(
@@ -133,7 +128,7 @@ class CachedFunction(Generic[P, R]):
 
     def _tags(self, arguments: dict[str, Any]) -> tuple[str, ...]:
         if self.partition:
-            return (self._function_tag, self._partition_tag(arguments))
+            return self._key_plan.partition_tags(self._partition_tag(arguments))
         return self._function_tags
 
     def key_for(self, *args: P.args, **kwargs: P.kwargs) -> str:
@@ -143,7 +138,10 @@ class CachedFunction(Generic[P, R]):
     # ---------------------------------------------------------------- calls
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
-        key, tags = self._key_and_tags(args, kwargs)
+        if self._key_of is not None:
+            key, tags = self._key_of(*args, **kwargs)
+        else:
+            key, tags = self._key_and_tags(args, kwargs)
         cache = self._cache if self._cache is not None else _fallback_cache()
         function = self.__wrapped__
         if self._is_async:

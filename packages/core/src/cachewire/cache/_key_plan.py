@@ -32,22 +32,32 @@ _LOCAL = "_cw_"  # the generated code's own names start with this; no parameter'
 class KeyPlan:
     """How one function's calls become cache keys (see the module docstring).
 
-    ``key_of(*args, **kwargs)`` gives ``(key, partition_codes)``: the call's key and the
-    concatenated encodings of the ``partition`` parameters' values, in the order given. It is
-    None when the plan is not usable (``*args`` / ``**kwargs`` parameters, a parameter name of
-    the generated code's own, or keys that differ from `encode_key`'s).
+    ``key_of(*args, **kwargs)`` gives ``(key, tags)``: the call's key, and its entry's tags:
+    ``function_tag``, then with a ``partition`` the partition's tag (``partition_prefix`` and the
+    encodings of the partition parameters' values, in the order given; one tuple per partition,
+    shared). It is None when the plan is not usable (``*args`` / ``**kwargs`` parameters, a
+    parameter name of the generated code's own, or keys that differ from `encode_key`'s).
     """
 
     def __init__(
-        self, prefix: str, signature: inspect.Signature, partition: tuple[str, ...] = ()
+        self,
+        prefix: str,
+        signature: inspect.Signature,
+        *,
+        function_tag: str,
+        partition: tuple[str, ...] = (),
+        partition_prefix: str = "",
     ) -> None:
         self.prefix = prefix
         self.signature = signature
         self.names = tuple(signature.parameters)
+        self._function_tag = function_tag
         self._partition = partition
+        self._partition_prefix = partition_prefix
+        self._shared_tags: dict[str, tuple[str, str]] = {}
         self._texts: dict[str, str] = {}
         self._ints: dict[int, str] = {}
-        self.key_of: Callable[..., tuple[str, str]] | None = None
+        self.key_of: Callable[..., tuple[str, tuple[str, ...]]] | None = None
         parameters = signature.parameters.values()
         if any(p.kind in _VARIADIC or p.name.startswith(_LOCAL) for p in parameters):
             return
@@ -59,6 +69,7 @@ class KeyPlan:
         finally:
             self._texts.clear()
             self._ints.clear()
+            self._shared_tags.clear()
         if fits:
             self.key_of = key_of
 
@@ -83,7 +94,16 @@ class KeyPlan:
             labels[name] = label
         return labels
 
-    def _compile(self) -> Callable[..., tuple[str, str]]:
+    def partition_tags(self, partition_tag: str) -> tuple[str, str]:
+        """The tags of an entry of this partition: one tuple per partition (a bounded memo)."""
+        tags = self._shared_tags.get(partition_tag)
+        if tags is None:
+            if len(self._shared_tags) >= MEMO_ENTRIES:
+                self._shared_tags.clear()
+            tags = self._shared_tags[partition_tag] = (self._function_tag, partition_tag)
+        return tags
+
+    def _compile(self) -> Callable[..., tuple[str, tuple[str, ...]]]:
         labels = self._labels()
         namespace: dict[str, Any] = {
             f"{_LOCAL}head": encode_key(self.prefix, {}),
@@ -100,6 +120,10 @@ class KeyPlan:
             f"{_LOCAL}len": len,
             f"{_LOCAL}str": str,
             f"{_LOCAL}int": int,
+            f"{_LOCAL}function_tags": (self._function_tag,),
+            f"{_LOCAL}partition_prefix": self._partition_prefix,
+            f"{_LOCAL}shared_tags": self._shared_tags,
+            f"{_LOCAL}partition_tags": self.partition_tags,
         }
         head, body = [], []
         star_written = False
@@ -144,29 +168,40 @@ class KeyPlan:
         pieces = [f"{_LOCAL}head"] + [
             f"{_LOCAL}label{index_of[n]} + {_LOCAL}c{index_of[n]}" for n in by_name
         ]
-        partition = " + ".join(f"{_LOCAL}c{index_of[n]}" for n in self._partition) or "''"
+        if self._partition:
+            codes = " + ".join(f"{_LOCAL}c{index_of[n]}" for n in self._partition)
+            tags = [
+                f"    {_LOCAL}tag = {_LOCAL}partition_prefix + {codes}",
+                f"    return {_LOCAL}key, ({_LOCAL}shared_tags.get({_LOCAL}tag) or "
+                f"{_LOCAL}partition_tags({_LOCAL}tag))",
+            ]
+        else:
+            tags = [f"    return {_LOCAL}key, {_LOCAL}function_tags"]
         arguments = ", ".join(self.names)
         body += [
             f"    {_LOCAL}key = {' + '.join(pieces)}",
             f"    if {_LOCAL}len({_LOCAL}key) > {_LOCAL}max:",
             f"        {_LOCAL}key = {_LOCAL}long({arguments})",
-            f"    return {_LOCAL}key, {partition}",
+            *tags,
         ]
         source = f"def {_LOCAL}key_of({', '.join(head)}):\n" + "\n".join(body) + "\n"
         exec(compile(source, f"<cachewire key plan of {self.prefix}>", "exec"), namespace)
-        key_of: Callable[..., tuple[str, str]] = namespace[f"{_LOCAL}key_of"]
+        key_of: Callable[..., tuple[str, tuple[str, ...]]] = namespace[f"{_LOCAL}key_of"]
         return key_of
 
-    def _agrees_with_policy(self, key_of: Callable[..., tuple[str, str]]) -> bool:
-        """Whether ``key_of`` gives `encode_key`'s keys (and partition codes) on probe values."""
+    def _agrees_with_policy(self, key_of: Callable[..., tuple[str, tuple[str, ...]]]) -> bool:
+        """Whether ``key_of`` gives `encode_key`'s keys (and the tags) on probe values."""
         parameters = list(self.signature.parameters.values())
         for shift in range(len(_PROBES)):
             values = {p.name: _PROBES[(shift + i) % len(_PROBES)] for i, p in enumerate(parameters)}
             positional = [values[p.name] for p in parameters if p.kind is not p.KEYWORD_ONLY]
             by_keyword = {p.name: values[p.name] for p in parameters if p.kind is p.KEYWORD_ONLY}
-            key, codes = key_of(*positional, **by_keyword)
-            expected = "".join(encode_value(values[name]) for name in self._partition)
-            if key != encode_key(self.prefix, values) or codes != expected:
+            key, tags = key_of(*positional, **by_keyword)
+            expected: tuple[str, ...] = (self._function_tag,)
+            if self._partition:
+                codes = "".join(encode_value(values[name]) for name in self._partition)
+                expected += (self._partition_prefix + codes,)
+            if key != encode_key(self.prefix, values) or tags != expected:
                 return False
         return True
 
