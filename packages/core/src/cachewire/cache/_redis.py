@@ -6,6 +6,7 @@ import asyncio
 import collections
 import contextlib
 import contextvars
+import functools
 import hashlib
 import inspect
 import itertools
@@ -49,6 +50,9 @@ _computing: contextvars.ContextVar[frozenset[tuple[int, str]]] = contextvars.Con
     "cachewire_redis_computing", default=frozenset()
 )
 _CODEC_ID = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+# Hits repeat their keys and tags, and escaping one costs more than the rest of a hit's Python
+# work: the escaped forms of recent ones are kept.
+_escaped = functools.lru_cache(maxsize=4096)(escape)
 
 # A stored record is "<soft expiry, server ms; 0 = none>\n<creator ms>\n<codec>\n<tag versions>\n
 # <payload>"; Redis drops it stale_ttl after the soft expiry.
@@ -472,16 +476,16 @@ class RedisCacheAdapter(BaseCacheAdapter):
     # ---------------------------------------------------------- shared helpers
 
     def _value_key(self, key: str) -> str:
-        return f"{self._ns}:v:{escape(key)}"
+        return f"{self._ns}:v:{_escaped(key)}"
 
     def _lock_key(self, key: str) -> str:
-        return f"{self._ns}:l:{escape(key)}"
+        return f"{self._ns}:l:{_escaped(key)}"
 
     def _tag_key(self, tag: str) -> str:
-        return f"{self._ns}:t:{escape(tag)}"
+        return f"{self._ns}:t:{_escaped(tag)}"
 
     def _keys(self, key: str, tags: Sequence[str]) -> list[str]:
-        escaped = escape(key)
+        escaped = _escaped(key)
         keys = [f"{self._ns}:v:{escaped}", f"{self._ns}:l:{escaped}", f"{self._ns}:epoch"]
         if tags:
             keys.extend(self._tag_key(t) for t in tags)
@@ -648,7 +652,7 @@ class RedisCacheAdapter(BaseCacheAdapter):
         """The stored record of ``key`` and the current versions of its tags: one GET or MGET."""
         loop = asyncio.get_running_loop()
         gate = self._gate_of_loop if loop is self._gate_loop else self._gate()
-        value_key = f"{self._ns}:v:{escape(key)}"
+        value_key = f"{self._ns}:v:{_escaped(key)}"
         if not gate.take():
             await gate.wait()
         try:
