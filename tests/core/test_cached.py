@@ -410,3 +410,35 @@ def test_tagged_hits_see_every_invalidation_and_only_their_own() -> None:
     orders(1)
     orders(1)
     assert calls == [(1, 1)]
+
+
+class Shelf:
+    def __init__(self, owner: str) -> None:
+        self.owner = owner
+
+    @cached(cache=InMemoryCacheAdapter(), name="t.plan.shelf.books", partition=("genre",))
+    def books(self, genre: Any, page: Any = 1) -> str:
+        return f"{self.owner}:{genre}:{page}"
+
+    @cached(cache=InMemoryCacheAdapter(), name="t.plan.shelf.mine", self_key=lambda s: s.owner)
+    def mine(self, genre: Any) -> str:
+        return f"{self.owner}:{genre}"
+
+
+@given(owner=plain_values.map(str), genre=any_value, page=any_value)
+def test_method_keys_leave_the_instance_out_or_hold_self_key(
+    owner: str, genre: Any, page: Any
+) -> None:
+    shelf = Shelf(owner)
+    assert Shelf.books._key_of is not None
+    assert Shelf.mine._key_of is not None
+    assert shelf.books.key_for(genre, page) == encode_key(
+        "t.plan.shelf.books", {"genre": genre, "page": page}
+    )
+    assert shelf.mine.key_for(genre) == encode_key(
+        "t.plan.shelf.mine", {"self": owner, "genre": genre}
+    )
+    assert shelf.books._key_and_tags((shelf, genre, page), {})[1] == (
+        "f:t.plan.shelf.books",
+        "p:t.plan.shelf.books|" + encode_value(genre),
+    )

@@ -29,14 +29,20 @@ _VARIADIC = (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
 _LOCAL = "_cw_"  # the generated code's own names start with this; no parameter's may
 
 
+def _same(value: Any) -> Any:
+    return value
+
+
 class KeyPlan:
     """How one function's calls become cache keys (see the module docstring).
 
     ``key_of(*args, **kwargs)`` gives ``(key, tags)``: the call's key, and its entry's tags:
     ``function_tag``, then with a ``partition`` the partition's tag (``partition_prefix`` and the
     encodings of the partition parameters' values, in the order given; one tuple per partition,
-    shared). It is None when the plan is not usable (``*args`` / ``**kwargs`` parameters, a
-    parameter name of the generated code's own, or keys that differ from `encode_key`'s).
+    shared). A method's ``receiver`` (``self``) is left out of the key, or replaced by
+    ``self_key(receiver)``. ``key_of`` is None when the plan is not usable (``*args`` /
+    ``**kwargs`` parameters, a parameter name of the generated code's own, or keys that differ
+    from `encode_key`'s).
     """
 
     def __init__(
@@ -47,10 +53,17 @@ class KeyPlan:
         function_tag: str,
         partition: tuple[str, ...] = (),
         partition_prefix: str = "",
+        receiver: str | None = None,
+        self_key: Callable[[Any], Any] | None = None,
     ) -> None:
         self.prefix = prefix
         self.signature = signature
-        self.names = tuple(signature.parameters)
+        self._receiver = receiver
+        self._self_key = self_key
+        #: The parameters the key holds: a method's receiver only through ``self_key``.
+        self.names = tuple(
+            name for name in signature.parameters if name != receiver or self_key is not None
+        )
         self._function_tag = function_tag
         self._partition = partition
         self._partition_prefix = partition_prefix
@@ -72,12 +85,6 @@ class KeyPlan:
             self._shared_tags.clear()
         if fits:
             self.key_of = key_of
-
-    def bind(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
-        """The bound arguments by name, defaults applied; `TypeError` as the function would."""
-        bound = self.signature.bind(*args, **kwargs)
-        bound.apply_defaults()
-        return dict(bound.arguments)
 
     # ---------------------------------------------------------------- building
 
@@ -124,7 +131,9 @@ class KeyPlan:
             f"{_LOCAL}partition_prefix": self._partition_prefix,
             f"{_LOCAL}shared_tags": self._shared_tags,
             f"{_LOCAL}partition_tags": self.partition_tags,
+            f"{_LOCAL}self_key": self._self_key,
         }
+        self._namespace = namespace
         head, body = [], []
         star_written = False
         parameters = list(self.signature.parameters.values())
@@ -143,6 +152,10 @@ class KeyPlan:
                 parameter.POSITIONAL_ONLY
             ):
                 head.append("/")
+            if name not in labels:
+                continue  # the receiver of a method, not part of the key
+            if name == self._receiver:
+                body.append(f"    {name} = {_LOCAL}self_key({name})")
             namespace[f"{_LOCAL}where{index}"] = f"argument {name!r}"
             namespace[f"{_LOCAL}label{index}"] = labels[name]
             code = f"{_LOCAL}c{index}"
@@ -163,7 +176,7 @@ class KeyPlan:
                 "    else:",
                 f"        {code} = {_LOCAL}encode({name}, where={_LOCAL}where{index})",
             ]
-        index_of = {name: index for index, name in enumerate(self.names)}
+        index_of = {name: index for index, name in enumerate(self.signature.parameters)}
         by_name = sorted(self.names)  # encode_key orders the arguments by name
         pieces = [f"{_LOCAL}head"] + [
             f"{_LOCAL}label{index_of[n]} + {_LOCAL}c{index_of[n]}" for n in by_name
@@ -177,11 +190,11 @@ class KeyPlan:
             ]
         else:
             tags = [f"    return {_LOCAL}key, {_LOCAL}function_tags"]
-        arguments = ", ".join(self.names)
+        key_arguments = ", ".join(self.names)
         body += [
             f"    {_LOCAL}key = {' + '.join(pieces)}",
             f"    if {_LOCAL}len({_LOCAL}key) > {_LOCAL}max:",
-            f"        {_LOCAL}key = {_LOCAL}long({arguments})",
+            f"        {_LOCAL}key = {_LOCAL}long({key_arguments})",
             *tags,
         ]
         source = f"def {_LOCAL}key_of({', '.join(head)}):\n" + "\n".join(body) + "\n"
@@ -190,7 +203,17 @@ class KeyPlan:
         return key_of
 
     def _agrees_with_policy(self, key_of: Callable[..., tuple[str, tuple[str, ...]]]) -> bool:
-        """Whether ``key_of`` gives `encode_key`'s keys (and the tags) on probe values."""
+        """Whether ``key_of`` gives `encode_key`'s keys (and the tags) on probe values.
+
+        The probes stand for a method's receiver too: ``self_key`` is left out meanwhile.
+        """
+        self._namespace[f"{_LOCAL}self_key"] = _same
+        try:
+            return self._probe(key_of)
+        finally:
+            self._namespace[f"{_LOCAL}self_key"] = self._self_key
+
+    def _probe(self, key_of: Callable[..., tuple[str, tuple[str, ...]]]) -> bool:
         parameters = list(self.signature.parameters.values())
         for shift in range(len(_PROBES)):
             values = {p.name: _PROBES[(shift + i) % len(_PROBES)] for i, p in enumerate(parameters)}
@@ -201,7 +224,8 @@ class KeyPlan:
             if self._partition:
                 codes = "".join(encode_value(values[name]) for name in self._partition)
                 expected += (self._partition_prefix + codes,)
-            if key != encode_key(self.prefix, values) or tags != expected:
+            in_key = {name: values[name] for name in self.names}
+            if key != encode_key(self.prefix, in_key) or tags != expected:
                 return False
         return True
 
