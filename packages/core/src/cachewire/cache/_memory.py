@@ -67,12 +67,15 @@ class _Flight:
     error: BaseException | None = None
 
 
-def _needs_no_check(ttl_seconds: Any) -> bool:
+_PLAIN_NUMBERS = frozenset({int, float})
+
+
+def _needs_no_check(ttl_seconds: float | _Missing | None) -> bool:
     """Whether a TTL is certainly valid at a glance (a hit then needs no `validate_ttl`)."""
     return (
         ttl_seconds is MISSING
         or ttl_seconds is None
-        or ((type(ttl_seconds) is float or type(ttl_seconds) is int) and ttl_seconds >= 0)
+        or (ttl_seconds.__class__ in _PLAIN_NUMBERS and cast(float, ttl_seconds) >= 0)
     )
 
 
