@@ -356,8 +356,22 @@ async def redis_paths(
 BIG_FLOOR = "floor: json.dumps + SET"
 BIG_SET = "cachewire Redis set()"
 BIG_MISS = "cachewire Redis get_or_create, leader miss"
+BIG_UNCHECKED = "cachewire Redis set(), a codec that only runs json.dumps (no strict check)"
+BIG_UNCHECKED_MISS = "cachewire Redis leader miss, the same codec"
 BIG_DUMPS = "json.dumps alone"
 BIG_ENCODE = "JsonCodec.encode alone (strict)"
+
+
+class DumpsOnlyCodec:
+    """What JsonCodec costs without its strict check: the floor a folded-in check aims for."""
+
+    codec_id = "json1-unchecked"
+
+    def encode(self, value: Any) -> bytes:
+        return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
+
+    def decode(self, data: bytes) -> Any:
+        return json.loads(data)
 
 
 def big_value(size: int) -> dict[str, Any]:
@@ -373,6 +387,7 @@ async def large_values(url: str, prefix: str, rounds: int) -> tuple[int, list[li
     size = len(json.dumps(value))
     raw = aioredis.Redis.from_url(url)
     cache = RedisCacheAdapter(url, namespace=f"{prefix}-big")
+    unchecked = RedisCacheAdapter(url, namespace=f"{prefix}-big", codec=DumpsOnlyCodec())
     codec = JsonCodec()
     fresh = itertools.count()
 
@@ -396,6 +411,12 @@ async def large_values(url: str, prefix: str, rounds: int) -> tuple[int, list[li
             twice(lambda: cache.get_or_create(f"miss-{next(fresh)}", creator, 300)),
             True,
         ),
+        Op(BIG_UNCHECKED, twice(lambda: unchecked.set("big-unchecked", value, 300)), True),
+        Op(
+            BIG_UNCHECKED_MISS,
+            twice(lambda: unchecked.get_or_create(f"miss-u{next(fresh)}", creator, 300)),
+            True,
+        ),
         Op(BIG_DUMPS, twice(dumps_only), True),
         Op(BIG_ENCODE, twice(encode_only), True),
     ]
@@ -403,12 +424,15 @@ async def large_values(url: str, prefix: str, rounds: int) -> tuple[int, list[li
     compares = [
         Compare(BIG_SET, (BIG_FLOOR,), 1.3),
         Compare(BIG_MISS, (BIG_FLOOR,), 1.3),
+        Compare(BIG_UNCHECKED, (BIG_FLOOR,), 1.3),
+        Compare(BIG_UNCHECKED_MISS, (BIG_FLOOR,), 1.3),
         Compare(BIG_ENCODE, (BIG_DUMPS,)),
     ]
     rows = compare_rows(samples, compares)
     for row, c in zip(rows, compares, strict=True):
         row.insert(1, f"{statistics.median(samples[c.label]) / 1000:.2f}")
     await cache.aclose()
+    await unchecked.aclose()
     await raw.aclose()
     return size, rows
 
