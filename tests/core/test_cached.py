@@ -442,3 +442,40 @@ def test_method_keys_leave_the_instance_out_or_hold_self_key(
         "f:t.plan.shelf.books",
         "p:t.plan.shelf.books|" + encode_value(genre),
     )
+
+
+def _reversed_layout(prefix: str, arguments: Any) -> str:
+    """A key policy of another shape: arguments in reverse name order, behind a version."""
+    body = "".join(
+        f"{name}:{encode_value(value)};" for name, value in sorted(arguments.items(), reverse=True)
+    )
+    return f"v2/{prefix}/{body}"
+
+
+@pytest.mark.parametrize("policy", ["prefixed", "reordered"])
+def test_plans_follow_a_changed_key_policy_or_step_aside(
+    policy: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import cachewire.cache._cached as cached_module
+    import cachewire.cache._key_plan as plan_module
+
+    original = plan_module.encode_key
+
+    def prefixed(prefix: str, arguments: Any) -> str:
+        return "v2|" + original(prefix, arguments)
+
+    changed_policy = prefixed if policy == "prefixed" else _reversed_layout
+    monkeypatch.setattr(plan_module, "encode_key", changed_policy)
+    monkeypatch.setattr(cached_module, "encode_key", changed_policy)
+
+    @cached(cache=InMemoryCacheAdapter(), name=f"t.plan.policy.{policy}")
+    def f(a: Any, b: Any = 2) -> Any:
+        return (a, b)
+
+    # A new layout of the same pieces is learned; one the plan cannot express turns it off.
+    assert (f._key_of is not None) == (policy == "prefixed")
+    for args in [(1,), ("x", None), (True, 2.5), ((1, 2), "é")]:
+        bound = inspect.signature(f.__wrapped__).bind(*args)
+        bound.apply_defaults()
+        assert f.key_for(*args) == changed_policy(f.cache_id, dict(bound.arguments))
+        assert f(*args) == f(*args)
