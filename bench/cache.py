@@ -24,10 +24,13 @@ from urllib.parse import urlsplit
 
 import redis.asyncio as aioredis
 
-sys.path.insert(0, os.path.dirname(__file__))
-import _cache_paths as paths
-from _common import CommandCounter, private_redis, write_section
-from cachewire.cache import InMemoryCacheAdapter, RedisCacheAdapter
+# Running a script puts its folder first on sys.path, where bench/taskiq.py would stand in for the
+# taskiq package the peers import: the folder goes last, after the installed packages.
+_HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != _HERE] + [_HERE]
+import _cache_paths as paths  # noqa: E402
+from _common import CommandCounter, private_redis, write_section  # noqa: E402
+from cachewire.cache import InMemoryCacheAdapter, RedisCacheAdapter  # noqa: E402
 
 # A database the machine's other users leave alone; this run only ever deletes its own keys,
 # whose names all contain RUN.
