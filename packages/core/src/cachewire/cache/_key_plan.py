@@ -156,7 +156,7 @@ class KeyPlan:
                 continue  # the receiver of a method, not part of the key
             if name == self._receiver:
                 body.append(f"    {name} = {_LOCAL}self_key({name})")
-            namespace[f"{_LOCAL}where{index}"] = f"argument {name!r}"
+            namespace[f"{_LOCAL}where{index}"] = f"{self.prefix} argument {name!r}"
             namespace[f"{_LOCAL}label{index}"] = labels[name]
             code = f"{_LOCAL}c{index}"
             body += [
