@@ -70,16 +70,6 @@ class _Flight:
 _PLAIN_NUMBERS = frozenset({int, float})
 
 
-def _needs_no_check(ttl_seconds: Any) -> bool:
-    """Whether a TTL is certainly valid at a glance (a hit then needs no `validate_ttl`)."""
-    return (
-        ttl_seconds is MISSING
-        or ttl_seconds is None
-        # mypy reads the class test as narrowing to object; it is an int or a float here
-        or (ttl_seconds.__class__ in _PLAIN_NUMBERS and ttl_seconds >= 0)  # type: ignore[operator]
-    )
-
-
 def _retrieve(task: asyncio.Task[Any]) -> None:
     if not task.cancelled():
         task.exception()
@@ -148,13 +138,21 @@ class InMemoryCacheAdapter(BaseCacheAdapter):
             shared = self._versions[versions] = versions
         return shared
 
-    def _plain_hit(self, key: str) -> Any:
-        """The value of a fresh, current entry that needs no bookkeeping, else MISSING.
+    def _plain_hit(self, key: str, ttl_seconds: Any = MISSING) -> Any:
+        """The value of a fresh, current entry that needs no bookkeeping, else MISSING (also when
+        ``ttl_seconds`` is not plainly valid: the caller's full check then decides).
 
         Lock-free: tag versions only ever grow, and an invalidation sets them before it moves the
         tag clock, so a read sees each invalidation either entirely or not at all, as a locked
         read would.
         """
+        if not (
+            ttl_seconds is MISSING
+            or ttl_seconds is None
+            # mypy reads the class test as narrowing to object; it is an int or a float here
+            or (ttl_seconds.__class__ in _PLAIN_NUMBERS and ttl_seconds >= 0)  # type: ignore[operator]
+        ):
+            return MISSING
         entry = self._entries.get(key)
         if entry is None or not entry.plain or self._clock() >= entry.soft_deadline:
             return MISSING
@@ -270,10 +268,9 @@ class InMemoryCacheAdapter(BaseCacheAdapter):
         tags: Sequence[str] = (),
         stale_ttl: float | None = None,
     ) -> Any:
-        if _needs_no_check(ttl_seconds):
-            value = self._plain_hit(key)
-            if value is not MISSING:
-                return value
+        value = self._plain_hit(key, ttl_seconds)
+        if value is not MISSING:
+            return value
         ttl = self._ttl(ttl_seconds)
         # One decision under the lock, so a thread and a coroutine never both start computing.
         with self._lock:
@@ -438,10 +435,9 @@ class _SyncMemory(SyncCacheAdapter):
         stale_ttl: float | None = None,
     ) -> T:
         cache = self._cache
-        if _needs_no_check(ttl_seconds):
-            value = cache._plain_hit(key)
-            if value is not MISSING:
-                return cast(T, value)
+        value = cache._plain_hit(key, ttl_seconds)
+        if value is not MISSING:
+            return cast(T, value)
         ttl = cache._ttl(ttl_seconds)
         with cache._lock:
             entry, fresh = cache._lookup(key, cache._clock())
