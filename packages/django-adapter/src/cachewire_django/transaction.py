@@ -9,10 +9,9 @@ earlier part of the same commit already sent. Outside a transaction the work is 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from asgiref.sync import SyncToAsync
@@ -21,26 +20,17 @@ from django.db import transaction as db_transaction
 
 from cachewire import get_settings
 from cachewire.dispatch import dispatch_stats, resolve_raise_exception
-from cachewire.rules import ChangeBatch, Rule
-from cachewire.wire import encode_value
+from cachewire.rules import ChangeBatch, Rule, work_identity
 
 __all__ = ["caller_loop", "identity", "submit"]
 
 logger = logging.getLogger("cachewire.django")
 
 Work = Sequence[tuple[Rule, dict[str, Any]]]
-_PLAIN = frozenset({int, str, bool, type(None)})
 
 
-def identity(rule: Rule, kwargs: Mapping[str, Any]) -> tuple[str, str]:
-    """What makes two invalidations the same (equal values of different types stay apart)."""
-    if all(type(value) in _PLAIN for value in kwargs.values()):
-        return rule.id, repr(sorted((n, type(v).__name__, v) for n, v in kwargs.items()))
-    encoded = {
-        name: encode_value(value, where=f"rule {rule.id!r} argument {name!r}")
-        for name, value in kwargs.items()
-    }
-    return rule.id, json.dumps(encoded, sort_keys=True)
+#: What makes two invalidations the same work: the core's rule, the one ChangeBatch uses.
+identity = work_identity
 
 
 def caller_loop() -> asyncio.AbstractEventLoop | None:
