@@ -15,6 +15,7 @@ import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from asgiref.sync import SyncToAsync
 from django.db import connections
 from django.db import transaction as db_transaction
 
@@ -49,10 +50,6 @@ def caller_loop() -> asyncio.AbstractEventLoop | None:
         return asyncio.get_running_loop()
     except RuntimeError:
         pass
-    try:
-        from asgiref.sync import SyncToAsync
-    except ImportError:  # pragma: no cover - asgiref ships with Django
-        return None
     local = SyncToAsync.threadlocal
     if getattr(local, "main_event_loop_pid", None) != os.getpid():
         return None
@@ -143,11 +140,10 @@ def submit(using: str, work: Work) -> None:
         return
     batch: ChangeBatch | None = None
     try:
-        keyed = [(identity(rule, kwargs), rule, kwargs) for rule, kwargs in work]
         connection = connections[using]
         if not connection.in_atomic_block:
             batch = ChangeBatch(origin="django", using=using, loop=caller_loop())
-            for _, rule, kwargs in keyed:
+            for rule, kwargs in work:
                 batch.add(rule, kwargs)
         else:
             txn = _transaction(using, connection)
@@ -159,8 +155,8 @@ def submit(using: str, work: Work) -> None:
                 part = txn.parts[sids] = _Part(txn, caller_loop())
                 db_transaction.on_commit(part.hook, using=using, robust=True)
                 txn.hooks = connection.run_on_commit
-            for key, rule, kwargs in keyed:
-                part.work.setdefault(key, (rule, kwargs))
+            for rule, kwargs in work:
+                part.work.setdefault(identity(rule, kwargs), (rule, kwargs))
     except Exception as exc:
         _report(work, exc, "queuing invalidations")
         return
