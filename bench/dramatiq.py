@@ -191,7 +191,8 @@ def end_to_end(worker: WorkerProcess, changes: int, batch: int) -> float:
 
 
 def delete_namespace() -> None:
-    keys = list(app.client.scan_iter(match=f"{app.NAMESPACE}:*", count=1000))
+    # The prefix alone: the cache adapter escapes its namespace ("...%3Acache:...").
+    keys = list(app.client.scan_iter(match=f"{app.NAMESPACE}*", count=1000))
     for first in range(0, len(keys), 1000):
         app.client.delete(*keys[first : first + 1000])
 
