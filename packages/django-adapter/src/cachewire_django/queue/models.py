@@ -1,0 +1,75 @@
+"""`Job`: one row per scheduled call, claimed by workers with a lease."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from django.db import models
+
+
+class JobState(models.TextChoices):
+    READY = "ready", "ready"
+    RUNNING = "running", "running"
+    DONE = "done", "done"
+    FAILED = "failed", "failed"
+    CANCELLED = "cancelled", "cancelled"
+
+
+class Job(models.Model):
+    """A call of a registered task, kept until it is done, failed for good or cancelled."""
+
+    task = models.CharField(max_length=255, db_index=True)
+    args = models.JSONField(default=list)
+    kwargs = models.JSONField(default=dict)
+    #: sha256 of the canonical JSON of (args, kwargs): how deschedule and dedup match calls.
+    arguments_hash = models.CharField(max_length=64)
+    queue = models.CharField(max_length=100, default="default")
+    priority = models.SmallIntegerField(default=5)
+    run_after = models.DateTimeField(null=True, blank=True)
+    state = models.CharField(max_length=16, choices=JobState.choices, default=JobState.READY)
+    attempts = models.PositiveIntegerField(default=0)
+    max_attempts = models.PositiveIntegerField(default=5)
+    timeout = models.FloatField(null=True, blank=True)
+    #: one per claim: a completion counts only while the claim that ran it still holds the job
+    claim = models.UUIDField(null=True, blank=True)
+    worker = models.CharField(max_length=255, blank=True, default="")
+    lease_until = models.DateTimeField(null=True, blank=True)
+    dedup_key = models.CharField(max_length=255, null=True, blank=True)
+    #: run the job and mark it done in one transaction
+    atomic = models.BooleanField(default=False)
+    meta = models.JSONField(default=dict, blank=True)
+    result = models.JSONField(null=True, blank=True)
+    #: one entry per failed attempt: {"attempt", "at", "error", "traceback"}
+    errors = models.JSONField(default=list, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering: ClassVar[list[str]] = ["-priority", "run_after", "id"]
+        indexes: ClassVar[list[Any]] = [
+            models.Index(
+                fields=["queue", "-priority", "run_after", "id"],
+                name="cwq_ready_order",
+                condition=models.Q(state="ready"),
+            ),
+            models.Index(
+                fields=["lease_until"],
+                name="cwq_running_lease",
+                condition=models.Q(state="running"),
+            ),
+        ]
+        constraints: ClassVar[list[Any]] = [
+            models.UniqueConstraint(
+                fields=["dedup_key"],
+                name="cwq_one_active_per_dedup_key",
+                condition=models.Q(state__in=["ready", "running"]),
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.task}#{self.pk} ({self.state})"
+
+    @property
+    def last_error(self) -> str:
+        return str(self.errors[-1]["error"]) if self.errors else ""
