@@ -69,10 +69,15 @@ class ChangeBatch:
     def add(self, rule: Rule, kwargs: dict[str, Any]) -> None:
         """Queue one invalidation; identical ones collapse. Raises if an argument cannot travel."""
         rule_id = rule.id
-        if all(type(value) in _PLAIN for value in kwargs.values()):
+        identity = None
+        if all(
+            type(value) in _PLAIN and (type(value) is not str or value.isascii())
+            for value in kwargs.values()
+        ):
             # Travels as it is; equal values of different types (1, 1.0, True) stay apart.
-            identity = repr(sorted((name, type(v).__name__, v) for name, v in kwargs.items()))
-        else:
+            with contextlib.suppress(ValueError):  # an int too long for repr: refused below
+                identity = repr(sorted((name, type(v).__name__, v) for name, v in kwargs.items()))
+        if identity is None:
             encoded = {
                 name: encode_value(value, where=f"rule {rule_id!r} argument {name!r}")
                 for name, value in kwargs.items()
