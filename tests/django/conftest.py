@@ -59,6 +59,7 @@ if not settings.configured:
             "django.contrib.contenttypes",
             "django.contrib.auth",
             "cachewire_django",
+            "cachewire_django.queue",
             "testapp",
         ],
         DATABASES=databases,

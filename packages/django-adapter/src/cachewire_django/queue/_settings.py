@@ -20,6 +20,8 @@ DEFAULTS: Mapping[str, Any] = {
     "POLL_SECONDS": 1.0,
     # Seconds between the cooperative cancel of a job past its timeout and killing its process.
     "KILL_GRACE_SECONDS": 5.0,
+    # Due jobs a worker claims at once (one lease, renewed together).
+    "CLAIM_BATCH": 20,
     "MAX_ATTEMPTS": 5,
     "RETRY_BASE_DELAY": 2.0,
     "RETRY_MAX_DELAY": 600.0,
@@ -32,7 +34,14 @@ class QueueSettings:
     lease_seconds: float
     poll_seconds: float
     kill_grace_seconds: float
+    claim_batch: int
     retry: RetryPolicy
+
+
+def _batch(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigurationError("CACHEWIRE_QUEUE['CLAIM_BATCH'] must be an int >= 1")
+    return value
 
 
 def current() -> QueueSettings:
@@ -54,6 +63,7 @@ def current() -> QueueSettings:
         lease_seconds=float(values["LEASE_SECONDS"]),
         poll_seconds=float(values["POLL_SECONDS"]),
         kill_grace_seconds=float(values["KILL_GRACE_SECONDS"]),
+        claim_batch=_batch(values["CLAIM_BATCH"]),
         retry=RetryPolicy(
             max_attempts=int(values["MAX_ATTEMPTS"]),
             base_delay=float(values["RETRY_BASE_DELAY"]),

@@ -10,6 +10,3 @@ class QueueConfig(AppConfig):
     label = "cachewire_queue"
     verbose_name = "cachewire queue"
     default_auto_field = "django.db.models.BigAutoField"
-
-    def ready(self) -> None:
-        from cachewire_django.queue import _tasks  # noqa: F401 - registers the worker-side task

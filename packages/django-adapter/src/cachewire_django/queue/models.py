@@ -1,4 +1,4 @@
-"""`Job`: one row per scheduled call, claimed by workers with a lease."""
+"""`Job`: one row per scheduled call, claimed by workers under a lease."""
 
 from __future__ import annotations
 
@@ -16,22 +16,29 @@ class JobState(models.TextChoices):
 
 
 class Job(models.Model):
-    """A call of a registered task, kept until it is done, failed for good or cancelled."""
+    """A queued call, kept until it is done, failed for good or cancelled.
+
+    ``body`` holds a wire envelope (a task message or rule work) run through
+    `cachewire.run_work`; without it, ``task`` names an allowed callable and ``args`` /
+    ``kwargs`` hold its arguments in portable form.
+    """
 
     task = models.CharField(max_length=255, db_index=True)
-    args = models.JSONField(default=list)
-    kwargs = models.JSONField(default=dict)
-    #: sha256 of the canonical JSON of (args, kwargs): how deschedule and dedup match calls.
-    arguments_hash = models.CharField(max_length=64)
+    args = models.JSONField(default=list, blank=True)
+    kwargs = models.JSONField(default=dict, blank=True)
+    body = models.TextField(null=True, blank=True)
+    #: sha256 of the canonical text of (args, kwargs): how deschedule matches calls.
+    arguments_hash = models.CharField(max_length=64, blank=True, default="")
     queue = models.CharField(max_length=100, default="default")
     priority = models.SmallIntegerField(default=5)
     run_after = models.DateTimeField(null=True, blank=True)
     state = models.CharField(max_length=16, choices=JobState.choices, default=JobState.READY)
+    #: runs started so far (a claim starts one)
     attempts = models.PositiveIntegerField(default=0)
     max_attempts = models.PositiveIntegerField(default=5)
     timeout = models.FloatField(null=True, blank=True)
-    #: one per claim: a completion counts only while the claim that ran it still holds the job
-    claim = models.UUIDField(null=True, blank=True)
+    #: one per claim: a completion counts only while the claim that ran the job still holds it
+    claim = models.UUIDField(null=True, blank=True, db_index=True)
     worker = models.CharField(max_length=255, blank=True, default="")
     lease_until = models.DateTimeField(null=True, blank=True)
     dedup_key = models.CharField(max_length=255, null=True, blank=True)
@@ -46,10 +53,17 @@ class Job(models.Model):
     finished_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
-        ordering: ClassVar[list[str]] = ["-priority", "run_after", "id"]
+        ordering: ClassVar[list[Any]] = [
+            "-priority",
+            models.F("run_after").asc(nulls_last=True),
+            "id",
+        ]
         indexes: ClassVar[list[Any]] = [
             models.Index(
-                fields=["queue", "-priority", "run_after", "id"],
+                "queue",
+                models.F("priority").desc(),
+                "run_after",
+                "id",
                 name="cwq_ready_order",
                 condition=models.Q(state="ready"),
             ),
@@ -58,6 +72,7 @@ class Job(models.Model):
                 name="cwq_running_lease",
                 condition=models.Q(state="running"),
             ),
+            models.Index(fields=["task", "arguments_hash"], name="cwq_call"),
         ]
         constraints: ClassVar[list[Any]] = [
             models.UniqueConstraint(
@@ -72,4 +87,5 @@ class Job(models.Model):
 
     @property
     def last_error(self) -> str:
+        """The error of the last failed attempt ("" when none failed)."""
         return str(self.errors[-1]["error"]) if self.errors else ""
