@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import time
 from typing import Any
 
@@ -53,4 +54,10 @@ def bound(ctx: cachewire.TaskContext, value: int) -> dict[str, Any]:
 
 @cachewire.task(name="queue_jobs.slow_task")
 def slow_task(seconds: float) -> None:
+    time.sleep(seconds)
+
+
+def ignore_alarm_and_sleep(seconds: float) -> None:
+    """A job that defeats the cooperative timeout: only killing its process stops it."""
+    signal.signal(signal.SIGALRM, signal.SIG_IGN)
     time.sleep(seconds)

@@ -31,7 +31,7 @@ DATABASES = {
 CACHEWIRE_QUEUE = {
     "ALLOWED_MODULES": ["queue_jobs"],
     "LEASE_SECONDS": float(os.environ.get("CWQ_LEASE_SECONDS", "2")),
-    "POLL_SECONDS": 0.5,
+    "POLL_SECONDS": float(os.environ.get("CWQ_POLL_SECONDS", "0.5")),
     "KILL_GRACE_SECONDS": 1.0,
     "MAX_ATTEMPTS": int(os.environ.get("CWQ_MAX_ATTEMPTS", "5")),
     "RETRY_BASE_DELAY": 0.05,

@@ -44,6 +44,7 @@ logger = logging.getLogger("cachewire.queue")
 #: The dispatcher name run_work counts the queue's work under.
 DISPATCHER_NAME = "db"
 _TRACEBACK_LIMIT = 20_000
+_MESSAGE_LIMIT = 2_000
 
 
 class _ClaimLost(Exception):
@@ -69,11 +70,14 @@ class QueueWorker:
         queues: Sequence[str] | None = None,
         worker_id: str | None = None,
         reporter: TimeoutReporter | None = None,
+        parent_pid: int | None = None,
     ) -> None:
         self.using = using or router.db_for_write(Job)
         self.queues = list(queues) if queues else None
         self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self.reporter = reporter
+        #: a supervised worker stops when its supervisor is gone
+        self.parent_pid = parent_pid
         self.settings = _settings.current()
         self.stopping = threading.Event()
         self.executed = 0
@@ -326,7 +330,7 @@ class QueueWorker:
         if isinstance(exc, TaskTimeoutError):
             # The alarm may have fired inside a query: start from a fresh connection.
             connections[self.using].close()
-        text = f"{type(exc).__module__}.{type(exc).__qualname__}: {bounded_repr(str(exc))}"
+        text = f"{type(exc).__module__}.{type(exc).__qualname__}: {str(exc)[:_MESSAGE_LIMIT]}"
         trace = "".join(traceback.format_exception(exc))[-_TRACEBACK_LIMIT:]
         logger.error(
             "cachewire queue: job %s (%s) attempt %s failed: %s",
@@ -379,6 +383,9 @@ class QueueWorker:
             while not self.stopping.is_set():
                 if max_jobs is not None and self.executed >= max_jobs:
                     break
+                if self.parent_pid is not None and os.getppid() != self.parent_pid:
+                    logger.error("cachewire queue: the supervisor is gone; stopping")
+                    break
                 self._maybe_reap()
                 jobs = self.claim()
                 if jobs:
@@ -430,8 +437,14 @@ class QueueWorker:
                 with connection.cursor() as cursor:
                     cursor.execute(f"LISTEN {CHANNEL}")
                 self._listening = raw
-            for _ in raw.notifies(timeout=timeout, stop_after=1):
-                break
+            # In slices, so a stop request is seen within half a second.
+            deadline = time.monotonic() + timeout
+            while not self.stopping.is_set():
+                left = deadline - time.monotonic()
+                if left <= 0 or any(
+                    True for _ in raw.notifies(timeout=min(left, 0.5), stop_after=1)
+                ):
+                    break
         except Exception:
             logger.exception("cachewire queue: LISTEN failed; polling")
             self._listening = None

@@ -1,0 +1,15 @@
+"""Queue tests: the functions of ``queue_jobs`` may be scheduled; in-process records cleared."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import queue_jobs
+
+
+@pytest.fixture(autouse=True)
+def queue_settings(settings: Any) -> Any:
+    settings.CACHEWIRE_QUEUE = {"ALLOWED_MODULES": ["queue_jobs"]}
+    queue_jobs.calls.clear()
+    return settings
