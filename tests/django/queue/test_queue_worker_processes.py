@@ -127,7 +127,8 @@ def test_queue_fault_three_workers_drain_while_one_is_killed_repeatedly(
     killed_pids: set[int] = set()
     while kills < 5 and executed() < total * 0.8:
         mark = executed()
-        _wait_for(lambda: executed() >= min(mark + 150, total), "progress between kills")
+        target = min(mark + 150, total)
+        _wait_for(lambda: executed() >= target, "progress between kills")  # noqa: B023
         for child in _children(victim.pid):
             if child not in killed_pids:
                 os.kill(child, signal.SIGKILL)
