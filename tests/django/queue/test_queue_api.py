@@ -10,6 +10,7 @@ import pytest
 import queue_jobs
 from django.db import connections, transaction
 from django.utils import timezone
+from queue_fixtures import queue_settings  # noqa: F401 - autouse
 
 from cachewire.errors import ConfigurationError, TaskArgumentError
 from cachewire_django.queue import Job, JobState, QueueWorker, deschedule, health, schedule

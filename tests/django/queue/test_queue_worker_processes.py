@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 import queue_jobs
 from django.db import connections, transaction
+from queue_fixtures import queue_settings  # noqa: F401 - autouse
 
 from cachewire_django.queue import Job, JobState, schedule
 

@@ -1,4 +1,4 @@
-"""Queue tests: the functions of ``queue_jobs`` may be scheduled; in-process records cleared."""
+"""Fixtures of the queue tests (imported by each module: a conftest here would shadow tests/django's)."""
 
 from __future__ import annotations
 
