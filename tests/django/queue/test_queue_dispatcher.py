@@ -10,15 +10,16 @@ from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 import pytest
-from django.apps import apps
-from queue_fixtures import queue_settings  # noqa: F401 - autouse
+from queue_fixtures import kept_rules, queue_settings  # noqa: F401 - fixtures
 
 from cachewire import configure, get_settings
 from cachewire.dispatch import dispatch_stats
-from cachewire.rules import rules_for_model, unregister_all
 from cachewire.testing import DispatcherContract, override_settings
 from cachewire_django.queue import Job, QueueWorker
 from cachewire_django.queue.dispatcher import DbDispatcher
+
+# The suite and these tests declare rules; the Django test app's rules are kept.
+pytestmark = pytest.mark.usefixtures("kept_rules")
 
 ALIASES = [
     pytest.param("default", marks=pytest.mark.django_db(transaction=True)),
@@ -46,23 +47,14 @@ class TestDbDispatcher(DispatcherContract):
 
     @pytest.fixture(autouse=True)
     def _isolated_rules(self) -> Iterator[None]:
-        """The suite's isolation, keeping the rules of the Django test app that other modules
-        of this session rely on."""
+        """The suite's isolation, keeping the Django test app's rules (see kept_rules)."""
         saved = get_settings()
-        kept = [
-            rule
-            for model in apps.get_models(include_auto_created=True)
-            for rule in rules_for_model(model)
-        ]
         dispatch_stats.reset()
         yield
-        unregister_all()
         configure(
             dispatcher_raise_exception=saved.dispatcher_raise_exception,
             dispatcher_settings=saved.dispatcher_settings,
         )
-        for rule in kept:
-            rule.attach(rule.resolve_target())
 
     @pytest.fixture(params=ALIASES)
     def alias(self, request: pytest.FixtureRequest) -> str:
@@ -92,3 +84,26 @@ class TestDbDispatcher(DispatcherContract):
         (job,) = Job.objects.using(alias).all()
         assert job.task == "cachewire.rules"
         assert job.body is not None
+
+
+@pytest.mark.parametrize("alias", ALIASES)
+def test_queue_a_model_change_writes_its_job_in_the_same_transaction(
+    alias: str,
+) -> None:
+    from django.db import transaction
+    from testapp.models import Tag
+
+    from cachewire import Rule
+    from cachewire.testing import RecordingFunction
+
+    target = RecordingFunction("queue.tag_names", ("name",))
+    Rule(model="testapp.Tag", field_mapping={"name": "name"}, dispatcher="db", function=target)
+    with pytest.raises(RuntimeError), transaction.atomic(using=alias):
+        Tag.objects.using(alias).create(name="rolled back")
+        assert Job.objects.using(alias).filter(task="cachewire.rules").count() == 1
+        raise RuntimeError("roll back")
+    assert Job.objects.using(alias).count() == 0
+    with transaction.atomic(using=alias):
+        Tag.objects.using(alias).create(name="kept")
+    assert QueueWorker(using=alias).run_pass() == (1, 0)
+    assert target.calls == [{"name": "kept"}]
