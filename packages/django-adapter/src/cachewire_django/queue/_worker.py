@@ -85,6 +85,11 @@ class QueueWorker:
         self._held: set[uuid.UUID] = set()
         self._held_lock = threading.Lock()
         self._next_reap = 0.0
+        # Successful runs whose "done" is written in one statement per claim, soon after
+        # (PostgreSQL: a commit per job would cost more than the job).
+        self._pending: list[Job] = []
+        self._pending_lock = threading.Lock()
+        self._defer_completions = connections[self.using].vendor == "postgresql"
         self._listening: Any = None
 
     # ------------------------------------------------------------------ claims
@@ -236,8 +241,12 @@ class QueueWorker:
 
     # ------------------------------------------------------------------ running
 
-    def run_job(self, job: Job) -> bool:
-        """Run one claimed job and record its outcome; True when it succeeded."""
+    def run_job(self, job: Job, *, defer_completion: bool = False) -> bool:
+        """Run one claimed job and record its outcome; True when it succeeded.
+
+        With ``defer_completion`` a success without a result is marked done by the next
+        `flush_completions` (run within 50 ms by the lease thread, and at the end of a batch).
+        """
         try:
             if job.atomic:
                 with transaction.atomic(using=self.using):
@@ -246,7 +255,11 @@ class QueueWorker:
                         raise _ClaimLost
             else:
                 result = self._execute(job)
-                self._complete(job, result)
+                if defer_completion and result is None:
+                    with self._pending_lock:
+                        self._pending.append(job)
+                else:
+                    self._complete(job, result)
         except _ClaimLost:
             logger.warning(
                 "cachewire queue: job %s lost its claim; its run was rolled back", job.pk
@@ -325,6 +338,27 @@ class QueueWorker:
             )
         return bool(done)
 
+    def flush_completions(self) -> int:
+        """Mark done the deferred successes, one statement per claim; returns how many."""
+        with self._pending_lock:
+            jobs, self._pending = self._pending, []
+        marked = 0
+        for token in {job.claim for job in jobs}:
+            ids = [job.pk for job in jobs if job.claim == token]
+            done = (
+                Job.objects.using(self.using)
+                .filter(pk__in=ids, claim=token, state=JobState.RUNNING)
+                .update(state=JobState.DONE, finished_at=timezone.now(), lease_until=None)
+            )
+            if done < len(ids):
+                logger.warning(
+                    "cachewire queue: %d job(s) finished after their claim was lost; not marked "
+                    "done",
+                    len(ids) - done,
+                )
+            marked += done
+        return marked
+
     def _fail(self, job: Job, exc: BaseException) -> None:
         self.failed += 1
         if isinstance(exc, TaskTimeoutError):
@@ -349,12 +383,13 @@ class QueueWorker:
         failed = 0
         try:
             for index, job in enumerate(jobs):
-                if not self.run_job(job):
+                if not self.run_job(job, defer_completion=self._defer_completions):
                     failed += 1
                 if self.stopping.is_set() or (failed and stop_on_error):
                     self.release(jobs[index + 1 :])
                     break
         finally:
+            self.flush_completions()
             if jobs:
                 self._forget(jobs[0].claim)
         return failed
@@ -414,10 +449,15 @@ class QueueWorker:
 
     def _renew_until(self, done: threading.Event) -> None:
         period = self.settings.lease_seconds / 3
+        renew_at = time.monotonic() + period
         try:
-            while not done.wait(period):
+            while not done.wait(0.05 if self._defer_completions else period):
                 try:
-                    self.renew_leases()
+                    if self._pending:
+                        self.flush_completions()
+                    if time.monotonic() >= renew_at:
+                        renew_at = time.monotonic() + period
+                        self.renew_leases()
                 except Exception:
                     logger.exception("cachewire queue: could not renew leases")
                     close_old_connections()

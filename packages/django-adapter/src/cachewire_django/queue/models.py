@@ -23,7 +23,7 @@ class Job(models.Model):
     ``kwargs`` hold its arguments in portable form.
     """
 
-    task = models.CharField(max_length=255, db_index=True)
+    task = models.CharField(max_length=255)
     args = models.JSONField(default=list, blank=True)
     kwargs = models.JSONField(default=dict, blank=True)
     body = models.TextField(null=True, blank=True)
@@ -38,7 +38,7 @@ class Job(models.Model):
     max_attempts = models.PositiveIntegerField(default=5)
     timeout = models.FloatField(null=True, blank=True)
     #: one per claim: a completion counts only while the claim that ran the job still holds it
-    claim = models.UUIDField(null=True, blank=True, db_index=True)
+    claim = models.UUIDField(null=True, blank=True)
     worker = models.CharField(max_length=255, blank=True, default="")
     lease_until = models.DateTimeField(null=True, blank=True)
     dedup_key = models.CharField(max_length=255, null=True, blank=True)
@@ -72,13 +72,16 @@ class Job(models.Model):
                 name="cwq_running_lease",
                 condition=models.Q(state="running"),
             ),
+            models.Index(
+                fields=["claim"], name="cwq_running_claim", condition=models.Q(state="running")
+            ),
             models.Index(fields=["task", "arguments_hash"], name="cwq_call"),
         ]
         constraints: ClassVar[list[Any]] = [
             models.UniqueConstraint(
                 fields=["dedup_key"],
                 name="cwq_one_active_per_dedup_key",
-                condition=models.Q(state__in=["ready", "running"]),
+                condition=models.Q(state__in=["ready", "running"], dedup_key__isnull=False),
             ),
         ]
 
