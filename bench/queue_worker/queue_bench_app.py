@@ -31,6 +31,8 @@ DATABASES = {
         "PASSWORD": _pg.password or "",
         "HOST": _pg.hostname or "127.0.0.1",
         "PORT": str(_pg.port or 5432),
+        # persistent connections: db_worker closes its connection after every task otherwise
+        "CONN_MAX_AGE": 600,
     }
 }
 TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend"}}

@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import attrs
-from django.db import close_old_connections, connections, router, transaction
+from django.db import DatabaseError, close_old_connections, connections, router, transaction
 from django.db.models import F, Q, QuerySet
 from django.utils import timezone
 
@@ -421,8 +421,14 @@ class QueueWorker:
                 if self.parent_pid is not None and os.getppid() != self.parent_pid:
                     logger.error("cachewire queue: the supervisor is gone; stopping")
                     break
-                self._maybe_reap()
-                jobs = self.claim()
+                try:
+                    self._maybe_reap()
+                    jobs = self.claim()
+                except DatabaseError:
+                    logger.exception("cachewire queue: cannot claim jobs; retrying")
+                    connections[self.using].close()
+                    self.stopping.wait(self.settings.poll_seconds)
+                    continue
                 if jobs:
                     self._run_batch(jobs)
                 else:
