@@ -320,3 +320,21 @@ def test_queue_two_workers_never_run_the_same_attempt(settings: Any) -> None:
     assert len(seen) == 300
     assert len(set(seen)) == 300
     assert Job.objects.using("pg").filter(state=JobState.DONE).count() == 300
+
+
+def test_queue_retry_and_cancel_of_the_admin_actions(alias: str) -> None:
+    from cachewire_django.queue._api import cancel_jobs, retry_jobs
+
+    failed = schedule(queue_jobs.fail, meta={"max_attempts": 1}, using=alias)
+    ready = schedule(queue_jobs.record, args=["x"], priority=0, using=alias)
+    worker = QueueWorker(using=alias)
+    (claimed,) = worker.claim(limit=1)
+    worker.run_job(claimed)
+    jobs = Job.objects.using(alias)
+    assert retry_jobs(jobs.all()) == 1
+    failed.refresh_from_db(using=alias)
+    assert (failed.state, failed.attempts, failed.max_attempts) == (JobState.READY, 1, 2)
+    assert len(failed.errors) == 1
+    assert cancel_jobs(jobs.filter(pk=ready.pk)) == 1
+    assert _drain(alias) == (1, 1)  # the retried job ran (and failed) again; the cancelled did not
+    assert queue_jobs.calls == ["boom", "boom"]

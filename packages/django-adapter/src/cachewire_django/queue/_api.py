@@ -9,7 +9,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from django.db import IntegrityError, connections, router, transaction
-from django.db.models import Count, Min, Q
+from django.db.models import Count, F, Min, Q, QuerySet
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
@@ -23,10 +23,12 @@ from cachewire_django.queue.models import Job, JobState
 __all__ = [
     "CHANNEL",
     "META_KEYS",
+    "cancel_jobs",
     "deschedule",
     "enqueue",
     "health",
     "resolve_callable",
+    "retry_jobs",
     "schedule",
     "task_name",
 ]
@@ -327,3 +329,27 @@ def health(*, using: str | None = None) -> dict[str, Any]:
         ).count(),
         "tasks": per_task,
     }
+
+
+def retry_jobs(jobs: QuerySet[Job]) -> int:
+    """Put the failed and cancelled jobs among ``jobs`` back as ready, each with as many more
+    attempts as it had at first (its error history is kept). Returns how many."""
+    return int(
+        jobs.filter(state__in=[JobState.FAILED, JobState.CANCELLED]).update(
+            state=JobState.READY,
+            run_after=None,
+            finished_at=None,
+            claim=None,
+            lease_until=None,
+            max_attempts=F("attempts") + F("max_attempts"),
+        )
+    )
+
+
+def cancel_jobs(jobs: QuerySet[Job]) -> int:
+    """Cancel the ready jobs among ``jobs`` (a running job is not stopped); returns how many."""
+    return int(
+        jobs.filter(state=JobState.READY).update(
+            state=JobState.CANCELLED, finished_at=timezone.now()
+        )
+    )
