@@ -284,6 +284,10 @@ class QueueWorker:
                     worker_id=self.worker_id,
                     attempt=job.attempts,
                 )
+            if job.meta.get("django_task_backend"):
+                from cachewire_django.queue.backend import run_django_task
+
+                return run_django_task(job)
             function = resolve_callable(job.task)
             args = [from_portable(value, where=f"job {job.pk} argument") for value in job.args]
             kwargs = from_portable_arguments(job.kwargs, where=f"job {job.pk} argument")
