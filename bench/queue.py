@@ -104,8 +104,8 @@ def _idle_workers_settle() -> None:
 
 def drain_cachewire(jobs: int) -> float:
     from django.db import transaction
-
     from queue_bench_app import noop
+
     from cachewire_django.queue import Job, JobState, schedule
 
     workers = _workers(["cachewire_worker", "--concurrency", "2"], 1)
@@ -129,7 +129,6 @@ def drain_cachewire(jobs: int) -> float:
 def drain_django_tasks_db(jobs: int) -> float:
     from django.db import transaction
     from django_tasks_db.models import DBTaskResult
-
     from queue_bench_app import peer_noop
 
     command = ["db_worker", "--interval", "0.05", "--no-startup-delay", "--no-reload"]
@@ -152,8 +151,8 @@ def drain_django_tasks_db(jobs: int) -> float:
 def schedule_cost(rounds: int) -> list[list[str]]:
     """µs per transaction: one row alone, plus schedule(), plus django-tasks-db's enqueue()."""
     from django.db import connection, transaction
-
     from queue_bench_app import noop, peer_noop
+
     from cachewire_django.queue import Job, schedule
 
     table = f"bench_rows_{uuid.uuid4().hex[:8]}"
