@@ -92,3 +92,24 @@ class Job(models.Model):
     def last_error(self) -> str:
         """The error of the last failed attempt ("" when none failed)."""
         return str(self.errors[-1]["error"]) if self.errors else ""
+
+
+class GuardSlot(models.Model):
+    """A call (task and arguments) that is running, for `DatabaseGuard`: one row per key."""
+
+    key = models.CharField(max_length=255, primary_key=True)
+    #: the run holds the slot until then; its worker renews it while it runs
+    lease_until = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return self.key
+
+
+class HeldMessage(models.Model):
+    """A duplicate submission waiting for its key's slot (``serial`` and ``queue_one``)."""
+
+    key = models.CharField(max_length=255, db_index=True)
+    body = models.TextField()
+
+    def __str__(self) -> str:
+        return f"{self.key} (held)"
