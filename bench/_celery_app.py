@@ -31,6 +31,7 @@ app.conf.update(
     task_ignore_result=True,
     worker_prefetch_multiplier=16,
     broker_connection_retry_on_startup=True,
+    worker_enable_remote_control=False,
 )
 
 cache = RedisCacheAdapter(os.environ["CW_BENCH_CACHE"], namespace=NAMESPACE)

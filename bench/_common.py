@@ -98,22 +98,28 @@ class CommandCounter:
         self._next_mark = itertools.count()
         self._changed = threading.Condition()
         self._started = threading.Event()
+        self._failure: BaseException | None = None
         self._reader = threading.Thread(target=self._read, args=(url,), daemon=True)
         self._reader.start()
-        if not self._started.wait(timeout=10):
-            raise RuntimeError("MONITOR did not start")
+        # Started means MONITOR answered: a command sent from now on is in the log.
+        if not self._started.wait(timeout=30):
+            raise RuntimeError(f"MONITOR did not start: {self._failure!r}")
 
     def _read(self, url: str) -> None:
-        client = redis.Redis.from_url(url)
+        # No socket timeout: MONITOR stays silent for as long as nobody sends a command (while
+        # spawned workers import, for instance), and redis-py's default of 5 s would end it.
+        client = redis.Redis.from_url(url, socket_timeout=None)
         try:
             with client.monitor() as monitor:
                 self._started.set()
                 for entry in monitor.listen():
                     self._log(entry["client_type"], entry["command"])
-        except redis.ConnectionError:
-            pass  # closed by close(), or the server stopped
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            self._failure = exc  # closed by close(), or the server stopped
         finally:
             client.close()
+            with self._changed:
+                self._changed.notify_all()
 
     def _log(self, client_type: str, command: str) -> None:
         if client_type == "lua":
@@ -131,8 +137,12 @@ class CommandCounter:
         mark = f"{_MARK}{next(self._next_mark)}"
         self._control.echo(mark)
         with self._changed:
-            if not self._changed.wait_for(lambda: mark in self._marks, timeout=30):
-                raise RuntimeError("MONITOR fell behind by more than 30 s")
+            if not self._changed.wait_for(
+                lambda: mark in self._marks or not self._reader.is_alive(), timeout=60
+            ):
+                raise RuntimeError("MONITOR fell behind by more than 60 s")
+            if mark not in self._marks:
+                raise RuntimeError(f"MONITOR stopped: {self._failure!r}")
             return self._marks.pop(mark)
 
     def since(self, before: int) -> Counter[str]:
@@ -146,6 +156,7 @@ class CommandCounter:
         return int(self._control.get(key) or 0)
 
     def flush(self) -> None:
+        """Empty the private server (this counter only runs on a server the benchmark started)."""
         self._control.flushall()
 
     def close(self) -> None:

@@ -8,14 +8,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import gc
 import logging
 import multiprocessing
 import os
-import statistics
+import secrets
 import sys
 import time
-import tracemalloc
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from multiprocessing.queues import Queue
@@ -24,146 +22,25 @@ from types import TracebackType
 from typing import Any, NamedTuple, Protocol
 from urllib.parse import urlsplit
 
-import redis
 import redis.asyncio as aioredis
 
-sys.path.insert(0, os.path.dirname(__file__))
-from _common import CommandCounter, private_redis, write_section
-from cachewire.cache import InMemoryCacheAdapter, RedisCacheAdapter
+# Running a script puts its folder first on sys.path, where bench/taskiq.py would stand in for the
+# taskiq package the peers import: the folder goes last, after the installed packages.
+_HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != _HERE] + [_HERE]
+import _cache_paths as paths  # noqa: E402
+from _common import CommandCounter, private_redis, write_section  # noqa: E402
+from cachewire.cache import InMemoryCacheAdapter, RedisCacheAdapter  # noqa: E402
 
+# A database the machine's other users leave alone; this run only ever deletes its own keys,
+# whose names all contain RUN.
 REDIS = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/13")
+RUN = f"cwbench-{os.getpid()}-{secrets.token_hex(3)}"
 CALLS_KEY = "bench:creator-calls"
 SLOW_CREATOR = 2.0  # seconds the creator runs while the waiters' commands are counted
 # taskiq-flow logs every failed call at ERROR; the tables count those errors instead.
 logging.getLogger("taskiq_flow").setLevel(logging.CRITICAL)
 Creator = Callable[[], Awaitable[Any]]
-
-
-def best_of(repeats: int, fn: Callable[[], float]) -> float:
-    return statistics.median(fn() for _ in range(repeats))
-
-
-async def per_op_async(op: Callable[[], Awaitable[Any]], n: int) -> float:
-    start = time.perf_counter()
-    for _ in range(n):
-        await op()
-    return (time.perf_counter() - start) / n * 1e6
-
-
-def per_op_sync(op: Callable[[], Any], n: int) -> float:
-    start = time.perf_counter()
-    for _ in range(n):
-        op()
-    return (time.perf_counter() - start) / n * 1e6
-
-
-async def memory_hits(n: int, repeats: int) -> list[tuple[str, float]]:
-    from aiocache import SimpleMemoryCache
-    from cashews import Cache
-    from dogpile.cache import make_region
-    from taskiq_flow.cache import InMemoryCacheAdapter as TaskiqMemory
-
-    store = {"k": 1}
-
-    async def floor() -> Any:
-        return store.get("k")
-
-    ours = InMemoryCacheAdapter()
-    await ours.set("k", 1)
-    taskiq = TaskiqMemory()
-    await taskiq.get_or_create("k", lambda: 1, ttl_seconds=300)
-    region = make_region().configure("dogpile.cache.memory", expiration_time=300)
-    region.get_or_create("k", lambda: 1)
-    cashews = Cache()
-    cashews.setup("mem://")
-    await cashews.set("k", 1)
-    aio = SimpleMemoryCache()
-    await aio.set("k", 1)
-
-    def creator() -> int:
-        return 1
-
-    rows: list[tuple[str, float]] = []
-
-    async def measure(label: str, op: Callable[[], Awaitable[Any]]) -> None:
-        samples = [await per_op_async(op, n) for _ in range(repeats)]
-        rows.append((label, statistics.median(samples)))
-
-    # Every row, the floor included, pays the same harness cost: one lambda call per operation.
-    await measure("floor: await coroutine doing a dict lookup", lambda: floor())
-    await measure(
-        "cachewire InMemory get_or_create hit", lambda: ours.get_or_create("k", creator, 300)
-    )
-    await measure(
-        "taskiq-flow InMemory get_or_create hit",
-        lambda: taskiq.get_or_create("k", creator, ttl_seconds=300),
-    )
-    await measure("cashews mem:// get", lambda: cashews.get("k"))
-    await measure("aiocache SimpleMemoryCache get", lambda: aio.get("k"))
-    sync_rows = [
-        (
-            "floor: bare dict lookup (sync)",
-            best_of(repeats, lambda: per_op_sync(lambda: store.get("k"), n)),
-        ),
-        (
-            "cachewire InMemory .sync.get_or_create hit",
-            best_of(repeats, lambda: per_op_sync(lambda: ours.sync.get_or_create("k", creator), n)),
-        ),
-        (
-            "dogpile.cache memory region get_or_create hit (sync)",
-            best_of(repeats, lambda: per_op_sync(lambda: region.get_or_create("k", creator), n)),
-        ),
-    ]
-    return rows + sync_rows
-
-
-async def redis_hits(n: int, repeats: int) -> list[tuple[str, float, float]]:
-    from aiocache import RedisCache
-    from cashews import Cache
-    from taskiq_flow.cache import RedisCacheAdapter as TaskiqRedis
-
-    raw = aioredis.Redis.from_url(REDIS)
-    await raw.set("rawkey", b"1")
-    ours = RedisCacheAdapter(REDIS, namespace="bench")
-    await ours.set("k", 1)
-    taskiq = TaskiqRedis(redis_url=REDIS, default_ttl=300, lock_timeout=10)
-    await taskiq.get_or_create("tk", lambda: 1, ttl_seconds=300)
-    cashews = Cache()
-    cashews.setup(REDIS)
-    await cashews.set("ck", 1)
-    aio = RedisCache(endpoint="127.0.0.1", port=6379, db=13)
-    await aio.set("ak", 1)
-    ops: list[tuple[str, Callable[[], Awaitable[Any]]]] = [
-        ("floor: raw redis-py asyncio GET", lambda: raw.get("rawkey")),
-        ("cachewire Redis get_or_create hit", lambda: ours.get_or_create("k", lambda: 2, 300)),
-        (
-            "taskiq-flow Redis get_or_create hit",
-            lambda: taskiq.get_or_create("tk", lambda: 2, ttl_seconds=300),
-        ),
-        ("cashews redis get", lambda: cashews.get("ck")),
-        ("aiocache RedisCache get", lambda: aio.get("ak")),
-    ]
-    # Loopback latency drifts over seconds on a shared machine: short rounds that take turns give
-    # every row the same conditions, and the median of the rounds is reported.
-    rounds = max(repeats * 8, 40)
-    samples: dict[str, list[float]] = {label: [] for label, _ in ops}
-    for _ in range(rounds):
-        for label, op in ops:
-            samples[label].append(await per_op_async(op, max(n // rounds, 200)))
-    # The ratio is taken within each round (against the GET measured just before) and its median
-    # reported, so that drift between rounds cancels out.
-    floor = samples[ops[0][0]]
-    rows = [
-        (
-            label,
-            statistics.median(samples[label]),
-            statistics.median(x / f for x, f in zip(samples[label], floor, strict=True)),
-        )
-        for label, _ in ops
-    ]
-    await ours.aclose()
-    await raw.aclose()
-    return rows
 
 
 def error_names(results: list[Any]) -> Counter[str]:
@@ -187,7 +64,7 @@ async def stampede(
     try:
         results = await asyncio.wait_for(
             asyncio.gather(
-                *(call(adapter, f"stampede-{fail}", creator) for _ in range(callers)),
+                *(call(adapter, f"{RUN}:stampede-{fail}", creator) for _ in range(callers)),
                 return_exceptions=True,
             ),
             timeout=20,
@@ -201,7 +78,6 @@ async def stampedes(callers: int, waiters: int) -> list[tuple[str, int, float, C
     """``callers`` callers of a missing key; then a failing creator with ``waiters`` waiters."""
     from taskiq_flow.cache import RedisCacheAdapter as TaskiqRedis
 
-    redis.Redis.from_url(REDIS).flushdb()
     ours_call = lambda a, k, c: a.get_or_create(k, c, 300)  # noqa: E731
     taskiq_call = lambda a, k, c: a.get_or_create(k, c, ttl_seconds=300)  # noqa: E731
     rows = []
@@ -213,7 +89,7 @@ async def stampedes(callers: int, waiters: int) -> list[tuple[str, int, float, C
                 "cachewire InMemory" + suffix, InMemoryCacheAdapter(), ours_call, count, fail
             )
         )
-        redis_ours = RedisCacheAdapter(REDIS, namespace=f"st{fail}")
+        redis_ours = RedisCacheAdapter(REDIS, namespace=f"{RUN}-st{fail}")
         rows.append(await stampede("cachewire Redis" + suffix, redis_ours, ours_call, count, fail))
         await redis_ours.aclose()
         # taskiq-flow's in-memory adapter holds a threading.Lock across the awaited creator, which
@@ -603,32 +479,6 @@ def cross_process_stampede(
     return rows
 
 
-def memory_per_entry(count: int) -> list[tuple[str, float, int]]:
-    from taskiq_flow.cache import InMemoryCacheAdapter as TaskiqMemory
-
-    rows = []
-    for label, factory, ttl_kw in (
-        ("cachewire InMemory", InMemoryCacheAdapter, {}),
-        ("taskiq-flow InMemory", TaskiqMemory, {"ttl_seconds": 300}),
-    ):
-        gc.collect()
-        tracemalloc.start()
-        adapter = factory()
-
-        async def fill(adapter: Any = adapter, ttl_kw: dict[str, Any] = ttl_kw) -> None:
-            for i in range(count):
-                await adapter.get_or_create(f"key-{i}", lambda i=i: i, **ttl_kw)
-
-        asyncio.run(fill())
-        used = tracemalloc.get_traced_memory()[0]
-        asyncio.run(adapter.clear())
-        gc.collect()
-        left = tracemalloc.get_traced_memory()[0]
-        tracemalloc.stop()
-        rows.append((label, used / count, left))
-    return rows
-
-
 def is_number(cell: str) -> bool:
     try:
         float(cell.rstrip("x").replace(",", ""))
@@ -675,37 +525,70 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true")
     args = parser.parse_args()
-    n, repeats, callers = (2_000, 3, 200) if args.quick else (20_000, 5, 1000)
-    entries = 10_000 if args.quick else 100_000
-    mem = asyncio.run(memory_hits(n, repeats))
-    print("memory hits done", flush=True)
-    red = asyncio.run(redis_hits(max(n // 2, 8_000), repeats))
-    print("redis hits done", flush=True)
-    stam = asyncio.run(stampedes(callers, waiters=100))
-    print("stampedes done", flush=True)
-    trip_calls = 100 if args.quick else 1000
+    quick = args.quick
+    per_round, rounds = (1_000, 10) if quick else (2_000, 40)
+    redis_per_round, redis_rounds = (100, 10) if quick else (200, 40)
+    callers = 200 if quick else 1000
+    entries = 10_000 if quick else 100_000
+    try:
+        mem_latency, mem_ratios = asyncio.run(paths.memory_paths(per_round, rounds))
+        print("memory hit paths done", flush=True)
+        red_latency, red_ratios = asyncio.run(
+            paths.redis_paths(REDIS, RUN, redis_per_round, redis_rounds)
+        )
+        print("redis hit paths done", flush=True)
+        big_size, big_rows = asyncio.run(paths.large_values(REDIS, RUN, 3 if quick else 8))
+        print("large values done", flush=True)
+        stam = asyncio.run(stampedes(callers, waiters=100))
+        print("stampedes done", flush=True)
+    finally:
+        print(f"deleted {paths.delete_keys(REDIS, RUN)} keys of this run", flush=True)
+    trip_calls = 100 if quick else 1000
     trips, traffic, crossed = asyncio.run(counted_runs(trip_calls))
-    per_entry = memory_per_entry(entries)
+    per_entry = paths.memory_peer_sizes(entries)
+    cached_sizes = paths.cached_entry_sizes(entries)
 
-    lines = [f"Command: `uv run python bench/cache.py{' --quick' if args.quick else ''}`"]
-    async_floor = mem[0][1]
-    sync_floor = next(v for k, v in mem if k.startswith("floor: bare"))
+    lines = [
+        f"Command: `uv run python bench/cache.py{' --quick' if quick else ''}`",
+        "",
+        "Every row of a table is measured in short rounds that take turns with the other rows "
+        f"({rounds} rounds in memory, {redis_rounds} on Redis); a ratio is the median over the "
+        "rounds of the row against the row it compares with, measured in the same round. The "
+        "machine is shared, so absolute figures drift; ratios are what to read.",
+    ]
     lines += table(
-        "Hit latency, in memory",
-        ["path", "µs/op", "ratio to floor"],
-        [
-            [
-                label,
-                f"{value:.3f}",
-                f"{value / (sync_floor if 'sync' in label else async_floor):.1f}x",
-            ]
-            for label, value in mem
-        ],
+        "Hit paths, in memory: ratios",
+        ["path", "against (the fastest of)", "ratio", "goal", "met"],
+        mem_ratios,
     )
     lines += table(
-        "Hit latency, Redis on loopback",
-        ["path", "µs/op", "ratio to raw GET"],
-        [[label, f"{value:.1f}", f"{ratio:.2f}x"] for label, value, ratio in red],
+        "Hit paths, in memory: latency",
+        ["path", "µs/op (median)", "µs/op (best round)"],
+        mem_latency,
+        "aiocache's `@cached` wraps every cache operation in `asyncio.wait_for` unless "
+        "`timeout=None`; dogpile's default key generator refuses keyword arguments, so it is "
+        "called positionally.",
+    )
+    lines += table(
+        "Hit paths, Redis on loopback: ratios",
+        ["path", "against (the fastest of)", "ratio", "goal", "met"],
+        red_ratios,
+        "The floors read the same JSON value the cached functions return. A `@cached` "
+        "function's entries carry two tags (the function and its partition), so its hit is one "
+        "MGET of the value and the two tag versions.",
+    )
+    lines += table(
+        "Hit paths, Redis on loopback: latency",
+        ["path", "µs/op (median)", "µs/op (best round)"],
+        red_latency,
+    )
+    lines += table(
+        f"Large values ({big_size / 1e6:.2f} MB of JSON), Redis on loopback",
+        ["operation", "ms (median)", "against", "ratio", "goal", "met"],
+        big_rows,
+        "The strict JSON codec refuses a value that would not come back equal; the last row "
+        "is its encode (that check included) against a bare `json.dumps` of the same value. "
+        "The dumps-only codec rows show the floor a check costing nothing would reach.",
     )
     lines += table(
         "Same-key misses in one process (creator sleeps 0.2 s)",
@@ -781,6 +664,14 @@ def main() -> None:
         f"Memory ({entries:,} keys)",
         ["adapter", "bytes per entry", "bytes left after clear()"],
         [[label, f"{per:.0f}", f"{left:.0f}"] for label, per, left in per_entry],
+    )
+    lines += table(
+        f"Memory of @cached entries ({entries:,} entries)",
+        ["entries", "plain entries, same keys", "@cached entries", "difference"],
+        cached_sizes,
+        "Bytes per entry, traced while filling an in-memory adapter: the same keys stored "
+        "with `get_or_create` and no tags, then through the `@cached` function (its tags, its "
+        "key plan's memo and everything else it keeps included).",
     )
     text = "\n".join(lines)
     print(text)

@@ -56,13 +56,6 @@ class Order:
         self.customer_id = customer_id
 
 
-def per_call_us(calls: int, call: Any) -> float:
-    start = time.perf_counter()
-    for i in range(calls):
-        call(i)
-    return (time.perf_counter() - start) / calls * 1e6
-
-
 def raw_send(i: int) -> None:
     body = json.dumps(
         {
@@ -84,14 +77,30 @@ def purge() -> None:
         Queue(RUN, channel=conn.default_channel).purge()
 
 
-def dispatch_cost(calls: int, rounds: int) -> tuple[float, float]:
-    raw: list[float] = []
-    ours: list[float] = []
-    for _ in range(rounds):
-        raw.append(per_call_us(calls, raw_send))
-        ours.append(per_call_us(calls, dispatched))
-        purge()
-    return statistics.median(raw), statistics.median(ours)
+def dispatch_cost(blocks: int, size: int) -> tuple[float, float, float]:
+    """µs per call of each path and the median ratio of blocks of ``size`` calls, run in turn
+    (in alternating order) so both paths see the same load on a shared machine."""
+    totals = {raw_send: 0.0, dispatched: 0.0}
+    ratios: list[float] = []
+    for block in range(blocks):
+        order = (raw_send, dispatched) if block % 2 == 0 else (dispatched, raw_send)
+        took: dict[Any, float] = {}
+        for path in order:
+            start = time.perf_counter()
+            for i in range(size):
+                path(i)
+            took[path] = time.perf_counter() - start
+            totals[path] += took[path]
+        ratios.append(took[dispatched] / took[raw_send])
+        if block % 10 == 9:
+            purge()
+    purge()
+    calls = blocks * size
+    return (
+        totals[raw_send] / calls * 1e6,
+        totals[dispatched] / calls * 1e6,
+        statistics.median(ratios),
+    )
 
 
 class Worker:
@@ -101,7 +110,7 @@ class Worker:
             f"import sys; sys.path.append({str(HERE)!r}); from celery.__main__ import main; main()"
         )
         command = [sys.executable, "-c", launcher, "-A", "_celery_app", "worker", "-Q", RUN]
-        command += ["-P", "prefork", "-c", "2", "-l", "WARNING"]
+        command += ["-n", f"{RUN}@%h", "-P", "prefork", "-c", "2", "-l", "WARNING"]
         command += ["--without-gossip", "--without-mingle", "--without-heartbeat"]
         self.process = subprocess.Popen(command, cwd=HERE.parent, env=os.environ.copy())
         if self.redis.blpop([f"{RUN}:ready"], timeout=60) is None:
@@ -171,10 +180,10 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true")
     args = parser.parse_args()
-    calls, rounds = (300, 3) if args.quick else (2000, 5)
+    blocks, size = (10, 50) if args.quick else (60, 100)
     changes = 1000 if args.quick else 10_000
 
-    raw_us, ours_us = dispatch_cost(calls, rounds)
+    raw_us, ours_us, ratio = dispatch_cost(blocks, size)
     worker = Worker()
     try:
         check_invalidates(worker)
@@ -189,21 +198,23 @@ def main() -> None:
         if keys:
             worker.redis.delete(*keys)
 
-    ratio = ours_us / raw_us
     verdict = "within" if ratio <= TARGET_RATIO else "OVER"
     text = "\n".join(
         [
             "Broker and cache: the machine's Redis. Command: `uv run python bench/celery.py`"
             + (" --quick" if args.quick else ""),
             "",
-            f"### Dispatching one change (median of {rounds} rounds of {calls})",
+            f"### Dispatching one change ({blocks} blocks of {size} calls per path, in turn)",
             "",
-            "| path | µs per change | ratio |",
+            "| path | µs per change | ratio (median of blocks) |",
             "| --- | ---: | ---: |",
             f"| raw `app.send_task` of an equivalent JSON message | {raw_us:.0f} | 1.00x |",
             f"| `changed()` through the celery dispatcher | {ours_us:.0f} | {ratio:.2f}x |",
             "",
-            f"Target: at most {TARGET_RATIO}x the raw client ({verdict} target).",
+            f"Target: at most {TARGET_RATIO}x the raw client ({verdict} target). Both paths "
+            "publish to the same Redis queue; `changed()` also evaluates the rule and builds the "
+            "versioned envelope, and goes through `apply_async` (which honours "
+            "`task_always_eager`) rather than `send_task`.",
             "",
             f"### End to end: {changes:,} changes through a `celery worker` (prefork, 2 children)",
             "",

@@ -24,6 +24,8 @@ app.conf.update(
     task_default_queue=QUEUE,
     broker_connection_retry_on_startup=True,
     worker_prefetch_multiplier=1,
+    # No remote control: its per-node broadcast queues are shared by every run on the broker.
+    worker_enable_remote_control=False,
     result_expires=600,
 )
 app.conf.task_annotations = {TASK_NAME: {"retry_backoff": 0.05, "retry_backoff_max": 0.5}}

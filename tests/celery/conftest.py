@@ -104,6 +104,7 @@ class Rig:
             ],
             broker_connection_retry_on_startup=True,
             worker_hijack_root_logger=False,
+            worker_enable_remote_control=False,
             task_acks_late=False,
             # The contract counts one raise per failing message; retries have tests of their own.
             task_annotations={TASK_NAME: {"max_retries": 0}},
@@ -232,7 +233,9 @@ class WorkerProcess:
             "PYTHONPATH": os.pathsep.join([str(HERE), os.environ.get("PYTHONPATH", "")]),
         }
         command = [sys.executable, "-m", "celery", "-A", "celery_worker_app", "worker"]
-        command += ["-Q", self.queue, "-P", "prefork", "-c", "1", "-l", "WARNING"]
+        # A node name of this run's own: test runs on one machine share the broker.
+        command += ["-n", f"{self.queue}@%h", "-Q", self.queue]
+        command += ["-P", "prefork", "-c", "1", "-l", "WARNING"]
         command += ["--without-gossip", "--without-mingle", "--without-heartbeat"]
         self.process = subprocess.Popen(
             command,

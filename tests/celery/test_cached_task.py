@@ -11,7 +11,7 @@ from celery import shared_task
 from celery.signals import task_postrun
 
 import cachewire
-from cachewire import InMemoryCacheAdapter
+from cachewire import CacheMiddleware, InMemoryCacheAdapter
 from cachewire.errors import CachedTaskError
 from cachewire_celery import CachedTask
 
@@ -95,3 +95,25 @@ def test_called_directly_the_task_still_uses_the_cache() -> None:
     assert cached_square(6) == 36
     assert cached_square(6) == 36
     assert body_runs == [("square", 6)]
+
+
+def test_a_cachewire_task_with_cache_middleware_runs_once_on_celery(redis_rig: Any) -> None:
+    redis_rig.make_current()
+    cache = InMemoryCacheAdapter()
+    bodies: list[int] = []
+
+    @cachewire.task(
+        name="celery-tests.cached-cachewire-task",
+        dispatcher="celery",
+        middlewares=[CacheMiddleware(cache)],
+    )
+    def square(x: int) -> int:
+        bodies.append(x)
+        return x * x
+
+    square.delay(3)
+    redis_rig.inflight.wait_idle()
+    square.delay(3)
+    square.apply_async((3,), labels={"cache_ttl": 0})
+    redis_rig.inflight.wait_idle()
+    assert bodies == [3, 3]  # the second call was served from the cache; the third opted out

@@ -100,7 +100,7 @@ def test_bind_context_comes_from_the_worker(worker: Any, app: Any) -> None:
     assert seen["uuid"] == submitted.uuid
     assert seen["attempt"] == 1
     node, pid = seen["worker_id"].rsplit(":", 1)
-    assert node.startswith("celery@")  # the Celery node that ran it
+    assert node.startswith(f"{worker.queue}@")  # the name of the Celery node that ran it
     assert int(pid) != os.getpid()  # and its process, not the submitter's
 
 

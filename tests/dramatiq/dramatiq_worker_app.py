@@ -25,7 +25,10 @@ class ReportToTests(dramatiq.Middleware):
     ) -> None:
         from dramatiq_app import client, key
 
+        from cachewire.tasks import task_stats
+
         outcome = "ok" if exception is None else type(exception).__name__
+        client.set(key("timed-out"), task_stats().get("timed_out", 0))
         client.rpush(key("outcomes"), f"{message.actor_name}:{outcome}")
 
 

@@ -208,6 +208,7 @@ def test_time_limit_stops_a_task_with_the_timeout_error(app: Any, worker: Worker
     app.slow.delay()
     assert worker.pop("slow-started") == "1"
     assert worker.pop("outcomes") == "cachewire.run_task:TaskTimeoutError"
+    assert worker.client.get(worker.key("timed-out")) == b"1"  # counted by the worker's core
 
 
 def test_bind_context_comes_from_the_worker_message(app: Any, worker: WorkerProcess) -> None:

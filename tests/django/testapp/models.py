@@ -52,3 +52,24 @@ class Watched(models.Model):
 
     value = models.IntegerField(default=0)
     label = models.CharField(max_length=20, default="")
+
+
+class Ticket(models.Model):
+    """Its rule runs on a django-q cluster and its cache is in Redis (end-to-end tests)."""
+
+    board_id = models.IntegerField()
+    title = models.CharField(max_length=50, default="")
+
+
+class Note(models.Model):
+    """Its rule maps to the related object itself, which cannot travel: a mistake to report."""
+
+    customer = models.ForeignKey(Customer, on_delete=models.CASCADE)
+
+
+class Article(models.Model):
+    """Rules with options: watched fields, a condition, chosen events."""
+
+    section = models.CharField(max_length=20)
+    status = models.CharField(max_length=20, default="draft")
+    views = models.IntegerField(default=0)

@@ -8,4 +8,7 @@ urlpatterns = [
     path("posts/<int:post_id>/", views.post_detail),
     path("aposts/<int:post_id>/", views.apost_detail),
     path("special/<str:kind>/", views.special),
+    path("api/posts/<int:post_id>/", views.PostAPI.as_view()),
+    path("pages/<int:post_id>/", views.PostPage.as_view()),
+    path("pages/again/<int:post_id>/", views.PostPage.as_view()),
 ]

@@ -3,13 +3,17 @@ from __future__ import annotations
 from typing import Any
 
 from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.views import View
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
 
 from cachewire import Rule
-from cachewire_django import cache_view
+from cachewire_django import CachedViewMixin, cache_view
 
 from .models import Post
 
-RENDERS: list[str] = []
+RENDERS: list[str] = globals().get("RENDERS", [])  # kept across a reload
 
 
 def _post_rules(name: str) -> list[Rule]:
@@ -54,3 +58,26 @@ def special(request: HttpRequest, kind: str) -> HttpResponse:
 
 def anything(request: HttpRequest, **kwargs: Any) -> HttpResponse:
     return HttpResponse("")
+
+
+class PostAPI(CachedViewMixin, APIView):
+    """A DRF view: format negotiation happens before the response is stored."""
+
+    cache_partition = ["post_id"]
+    cache_rules = _post_rules("views.PostAPI")
+
+    def get(self, request: Request, post_id: int) -> Response:
+        RENDERS.append("drf")
+        post = Post.objects.get(pk=post_id)
+        return Response({"id": post.pk, "title": post.title})
+
+
+class PostPage(CachedViewMixin, View):
+    """A plain Django class-based view."""
+
+    cache_partition = ["post_id"]
+    cache_rules = _post_rules("views.PostPage")
+
+    def get(self, request: HttpRequest, post_id: int) -> HttpResponse:
+        RENDERS.append("cbv")
+        return HttpResponse(Post.objects.get(pk=post_id).title)

@@ -59,6 +59,7 @@ def _retries_for(task: Task, body: str | bytes) -> int:
 @shared_task(
     bind=True,
     name=TASK_NAME,
+    typing=False,  # one str argument: no signature check on every publish
     max_retries=5,
     retry_backoff=1.0,
     retry_backoff_max=60.0,

@@ -10,7 +10,14 @@ from typing import Any
 
 from cachewire_django.changes import changed, track
 
-__all__ = ["DjangoCacheAdapter", "cache_view", "changed", "rewire", "track"]
+__all__ = [
+    "CachedViewMixin",
+    "DjangoCacheAdapter",
+    "cache_view",
+    "changed",
+    "rewire",
+    "track",
+]
 
 
 def __getattr__(name: str) -> Any:
@@ -19,10 +26,10 @@ def __getattr__(name: str) -> Any:
         from cachewire_django.cache import DjangoCacheAdapter
 
         return DjangoCacheAdapter
-    if name == "cache_view":
-        from cachewire_django.views import cache_view
+    if name in ("cache_view", "CachedViewMixin"):
+        from cachewire_django import views
 
-        return cache_view
+        return getattr(views, name)
     if name == "rewire":
         from cachewire_django.wiring import rewire
 

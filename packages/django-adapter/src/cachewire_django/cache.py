@@ -17,7 +17,7 @@ import math
 import secrets
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Generator, Sequence
 from typing import Any, TypeVar
 
 from asgiref.sync import sync_to_async
@@ -31,6 +31,10 @@ __all__ = ["DjangoCacheAdapter"]
 T = TypeVar("T")
 _KEYS_REPORTED = 100
 _ALL = "*"  # the tag every entry carries; `clear()` bumps it
+_CREATE: Any = object()  # a step: run the creator
+_SLEEP: Any = object()  # a step: (_SLEEP, seconds)
+#: A generator of steps; what each step produced is sent back into it.
+Steps = Generator[Any, Any, Any]
 _computing: contextvars.ContextVar[frozenset[tuple[int, str]]] = contextvars.ContextVar(
     "cachewire_django_computing", default=frozenset()
 )
@@ -157,16 +161,126 @@ class DjangoCacheAdapter(BaseCacheAdapter):
     def _wait_step(self, attempt: int) -> float:
         return float(min(0.25, self.poll_interval * (2**attempt)))
 
+    # ------------------------------------------ the work, shared by both twins
+    #
+    # Each operation is a generator of steps: a backend call ``(method, *args)``, ``_CREATE``
+    # (run the creator) or ``(_SLEEP, seconds)``. The async adapter and its blocking twin drive
+    # the same generators and differ only in how they perform a step.
+
+    def _creation(self) -> Steps:
+        stats = self._stats
+        stats.misses += 1
+        stats.creator_calls += 1
+        started = time.perf_counter()
+        try:
+            return (yield _CREATE)
+        except BaseException:
+            stats.creator_errors += 1
+            raise
+        finally:
+            stats.creator_time_total += time.perf_counter() - started
+
+    def _lead_steps(
+        self, key: str, ttl: float | None, tags: Sequence[str], flight: _Flight
+    ) -> Steps:
+        """Read ``key``; on a miss take the lease (or wait for whoever holds it), compute and
+        store, unless the key was invalidated meanwhile."""
+        if ttl == 0:
+            return (yield from self._creation())
+        value, _ = self._read(key, tags, (yield ("get_many", self._reading_keys(key, tags))))
+        if value is not MISSING:
+            self._stats.hits += 1
+            return value
+        lease_key, token = self._key("l", key), secrets.token_hex(8)
+        attempt = 0
+        while not (yield ("add", lease_key, token, self._timeout(self.lock_timeout))):
+            # Another process computes: wait for its value, or for its lease to end.
+            self._stats.lock_waits += 1
+            yield (_SLEEP, self._wait_step(attempt))
+            attempt += 1
+            found = yield ("get_many", self._reading_keys(key, tags))
+            value, _ = self._read(key, tags, found)
+            if value is not MISSING:
+                self._stats.hits += 1
+                return value
+        try:
+            _, versions = self._read(key, tags, (yield ("get_many", self._tag_keys(tags))))
+            value = yield from self._creation()
+            if flight.write_back and (yield ("get", lease_key)) == token:
+                yield ("set", self._key("v", key), (value, versions), self._timeout(ttl))
+                self._remember(key)
+            return value
+        finally:
+            yield ("delete", lease_key)
+
+    def _get_steps(self, key: str, default: Any, tags: Sequence[str]) -> Steps:
+        value, _ = self._read(key, tags, (yield ("get_many", self._reading_keys(key, tags))))
+        if value is MISSING:
+            self._stats.misses += 1
+            return default
+        self._stats.hits += 1
+        return value
+
+    def _set_steps(self, key: str, value: Any, ttl_seconds: Any, tags: Sequence[str]) -> Steps:
+        ttl = self._ttl(ttl_seconds)
+        if ttl == 0:
+            return None
+        _, versions = self._read(key, tags, (yield ("get_many", self._tag_keys(tags))))
+        yield ("set", self._key("v", key), (value, versions), self._timeout(ttl))
+        self._remember(key)
+        return None
+
+    def _invalidate_steps(self, key: str) -> Steps:
+        self._stop_write_backs(key)
+        yield ("delete", self._key("l", key))
+        existed = bool((yield ("delete", self._key("v", key))))
+        with self._lock:
+            self._recent.pop(key, None)
+        return existed
+
+    def _invalidate_tags_steps(self, tags: Sequence[str]) -> Steps:
+        yield ("set_many", {self._key("t", tag): secrets.token_hex(8) for tag in tags}, None)
+        return None
+
+    def _clear_steps(self) -> Steps:
+        self._stop_write_backs(None)
+        yield from self._invalidate_tags_steps([_ALL])
+        with self._lock:
+            self._recent.clear()
+        return None
+
+    def _failed(self, name: str, exc: Exception) -> CacheBackendError:
+        self._stats.backend_errors += 1
+        return CacheBackendError(f"Django cache {self.alias!r}: {name} failed: {exc}")
+
     # --------------------------------------------------------- async API
 
-    async def _call(self, name: str, *args: Any, **kwargs: Any) -> Any:
-        try:
-            return await sync_to_async(getattr(self.backend, name), thread_sensitive=False)(
-                *args, **kwargs
-            )
-        except Exception as exc:
-            self._stats.backend_errors += 1
-            raise CacheBackendError(f"Django cache {self.alias!r}: {name} failed: {exc}") from exc
+    async def _drive(self, steps: Steps, creator: Callable[[], Any] | None = None) -> Any:
+        """Perform the steps with the event loop free: backend calls on a thread."""
+        result: Any = None
+        error: BaseException | None = None
+        while True:
+            try:
+                step = steps.throw(error) if error is not None else steps.send(result)
+            except StopIteration as stop:
+                return stop.value
+            result, error = None, None
+            try:
+                if step is _CREATE:
+                    assert creator is not None
+                    result = creator()
+                    if inspect.isawaitable(result):
+                        result = await result
+                elif step[0] is _SLEEP:
+                    await asyncio.sleep(step[1])
+                else:
+                    method = getattr(self.backend, step[0])
+                    try:
+                        result = await sync_to_async(method, thread_sensitive=False)(*step[1:])
+                    except Exception as exc:
+                        raise self._failed(step[0], exc) from exc
+            except BaseException as exc:
+                error = exc
 
     async def get_or_create(
         self,
@@ -211,7 +325,7 @@ class DjangoCacheAdapter(BaseCacheAdapter):
     ) -> None:
         assert flight.future is not None
         try:
-            value = await self._compute_or_wait(key, creator, ttl, tags, flight)
+            value = await self._drive(self._lead_steps(key, ttl, tags, flight), creator)
         except BaseException as exc:
             flight.error = exc
             flight.future.set_exception(exc)
@@ -222,100 +336,22 @@ class DjangoCacheAdapter(BaseCacheAdapter):
         finally:
             self._land(key, flight)
 
-    async def _compute_or_wait(
-        self,
-        key: str,
-        creator: Callable[[], Any],
-        ttl: float | None,
-        tags: Sequence[str],
-        flight: _Flight,
-    ) -> Any:
-        if ttl == 0:
-            return await self._run_creator(creator)
-        value, _ = self._read(
-            key, tags, await self._call("get_many", self._reading_keys(key, tags))
-        )
-        if value is not MISSING:
-            self._stats.hits += 1
-            return value
-        lease_key, token = self._key("l", key), secrets.token_hex(8)
-        attempt = 0
-        while True:
-            if await self._call("add", lease_key, token, self._timeout(self.lock_timeout)):
-                break
-            # Another process computes: wait for its value, or for its lease to end.
-            self._stats.lock_waits += 1
-            await asyncio.sleep(self._wait_step(attempt))
-            attempt += 1
-            found = await self._call("get_many", self._reading_keys(key, tags))
-            value, _ = self._read(key, tags, found)
-            if value is not MISSING:
-                self._stats.hits += 1
-                return value
-        try:
-            found = await self._call("get_many", self._tag_keys(tags))
-            versions = [found.get(k, 0) for k in self._tag_keys(tags)]
-            value = await self._run_creator(creator)
-            if flight.write_back and await self._call("get", lease_key) == token:
-                await self._call("set", self._key("v", key), (value, versions), self._timeout(ttl))
-                self._remember(key)
-            return value
-        finally:
-            await self._call("delete", lease_key)
-
-    async def _run_creator(self, creator: Callable[[], Any]) -> Any:
-        self._stats.misses += 1
-        self._stats.creator_calls += 1
-        started = time.perf_counter()
-        try:
-            value = creator()
-            if inspect.isawaitable(value):
-                value = await value
-            return value
-        except BaseException:
-            self._stats.creator_errors += 1
-            raise
-        finally:
-            self._stats.creator_time_total += time.perf_counter() - started
-
     async def get(self, key: str, default: Any = None, *, tags: Sequence[str] = ()) -> Any:
-        found = await self._call("get_many", self._reading_keys(key, tags))
-        value, _ = self._read(key, tags, found)
-        if value is MISSING:
-            self._stats.misses += 1
-            return default
-        self._stats.hits += 1
-        return value
+        return await self._drive(self._get_steps(key, default, tags))
 
     async def set(
         self, key: str, value: Any, ttl_seconds: Any = MISSING, *, tags: Sequence[str] = ()
     ) -> None:
-        ttl = self._ttl(ttl_seconds)
-        if ttl == 0:
-            return
-        found = await self._call("get_many", self._tag_keys(tags))
-        versions = [found.get(k, 0) for k in self._tag_keys(tags)]
-        await self._call("set", self._key("v", key), (value, versions), self._timeout(ttl))
-        self._remember(key)
+        await self._drive(self._set_steps(key, value, ttl_seconds, tags))
 
     async def invalidate(self, key: str) -> bool:
-        self._stop_write_backs(key)
-        await self._call("delete", self._key("l", key))
-        existed = bool(await self._call("delete", self._key("v", key)))
-        with self._lock:
-            self._recent.pop(key, None)
-        return existed
+        return bool(await self._drive(self._invalidate_steps(key)))
 
     async def invalidate_tags(self, tags: Sequence[str]) -> None:
-        await self._call(
-            "set_many", {self._key("t", tag): secrets.token_hex(8) for tag in tags}, None
-        )
+        await self._drive(self._invalidate_tags_steps(tags))
 
     async def clear(self) -> None:
-        self._stop_write_backs(None)
-        await self.invalidate_tags([_ALL])
-        with self._lock:
-            self._recent.clear()
+        await self._drive(self._clear_steps())
 
     def get_stats(self) -> dict[str, Any]:
         with self._lock:
@@ -328,20 +364,41 @@ class DjangoCacheAdapter(BaseCacheAdapter):
 
 
 class _BlockingDjangoCache(SyncCacheAdapter):
-    """The blocking twin: the same keys, statistics and flights, with blocking Django calls."""
+    """The blocking twin: the adapter's own steps, performed with blocking calls."""
 
     _adapter: DjangoCacheAdapter
 
     def __init__(self, adapter: DjangoCacheAdapter) -> None:
         self._adapter = adapter
 
-    def _call(self, name: str, *args: Any, **kwargs: Any) -> Any:
-        a = self._adapter
-        try:
-            return getattr(a.backend, name)(*args, **kwargs)
-        except Exception as exc:
-            a._stats.backend_errors += 1
-            raise CacheBackendError(f"Django cache {a.alias!r}: {name} failed: {exc}") from exc
+    def _drive(self, steps: Steps, creator: Callable[[], Any] | None = None) -> Any:
+        adapter = self._adapter
+        result: Any = None
+        error: BaseException | None = None
+        while True:
+            try:
+                step = steps.throw(error) if error is not None else steps.send(result)
+            except StopIteration as stop:
+                return stop.value
+            result, error = None, None
+            try:
+                if step is _CREATE:
+                    assert creator is not None
+                    result = creator()
+                    if inspect.isawaitable(result):
+                        raise ConfigurationError(
+                            "the blocking twin got an async creator; await the adapter's "
+                            "get_or_create instead"
+                        )
+                elif step[0] is _SLEEP:
+                    time.sleep(step[1])
+                else:
+                    try:
+                        result = getattr(adapter.backend, step[0])(*step[1:])
+                    except Exception as exc:
+                        raise adapter._failed(step[0], exc) from exc
+            except BaseException as exc:
+                error = exc
 
     def get_or_create(
         self,
@@ -365,7 +422,7 @@ class _BlockingDjangoCache(SyncCacheAdapter):
             return flight.value
         token = _computing.set(computing | {(id(a), key)})
         try:
-            flight.value = self._compute_or_wait(key, creator, ttl, tags, flight)
+            flight.value = self._drive(a._lead_steps(key, ttl, tags, flight), creator)
             return flight.value
         except BaseException as exc:
             flight.error = exc
@@ -374,97 +431,19 @@ class _BlockingDjangoCache(SyncCacheAdapter):
             _computing.reset(token)
             a._land(key, flight)
 
-    def _compute_or_wait(
-        self,
-        key: str,
-        creator: Callable[[], Any],
-        ttl: float | None,
-        tags: Sequence[str],
-        flight: _Flight,
-    ) -> Any:
-        a = self._adapter
-        if ttl == 0:
-            return self._run_creator(creator)
-        value, _ = a._read(key, tags, self._call("get_many", a._reading_keys(key, tags)))
-        if value is not MISSING:
-            a._stats.hits += 1
-            return value
-        lease_key, token = a._key("l", key), secrets.token_hex(8)
-        attempt = 0
-        while not self._call("add", lease_key, token, a._timeout(a.lock_timeout)):
-            a._stats.lock_waits += 1
-            time.sleep(a._wait_step(attempt))
-            attempt += 1
-            value, _ = a._read(key, tags, self._call("get_many", a._reading_keys(key, tags)))
-            if value is not MISSING:
-                a._stats.hits += 1
-                return value
-        try:
-            found = self._call("get_many", a._tag_keys(tags))
-            versions = [found.get(k, 0) for k in a._tag_keys(tags)]
-            value = self._run_creator(creator)
-            if flight.write_back and self._call("get", lease_key) == token:
-                self._call("set", a._key("v", key), (value, versions), a._timeout(ttl))
-                a._remember(key)
-            return value
-        finally:
-            self._call("delete", lease_key)
-
-    def _run_creator(self, creator: Callable[[], Any]) -> Any:
-        stats = self._adapter._stats
-        stats.misses += 1
-        stats.creator_calls += 1
-        started = time.perf_counter()
-        try:
-            value = creator()
-            if inspect.isawaitable(value):
-                raise ConfigurationError(
-                    "the blocking twin got an async creator; await the adapter's get_or_create"
-                )
-            return value
-        except BaseException:
-            stats.creator_errors += 1
-            raise
-        finally:
-            stats.creator_time_total += time.perf_counter() - started
-
     def get(self, key: str, default: Any = None, *, tags: Sequence[str] = ()) -> Any:
-        a = self._adapter
-        value, _ = a._read(key, tags, self._call("get_many", a._reading_keys(key, tags)))
-        if value is MISSING:
-            a._stats.misses += 1
-            return default
-        a._stats.hits += 1
-        return value
+        return self._drive(self._adapter._get_steps(key, default, tags))
 
     def set(
         self, key: str, value: Any, ttl_seconds: Any = MISSING, *, tags: Sequence[str] = ()
     ) -> None:
-        a = self._adapter
-        ttl = a._ttl(ttl_seconds)
-        if ttl == 0:
-            return
-        found = self._call("get_many", a._tag_keys(tags))
-        versions = [found.get(k, 0) for k in a._tag_keys(tags)]
-        self._call("set", a._key("v", key), (value, versions), a._timeout(ttl))
-        a._remember(key)
+        self._drive(self._adapter._set_steps(key, value, ttl_seconds, tags))
 
     def invalidate(self, key: str) -> bool:
-        a = self._adapter
-        a._stop_write_backs(key)
-        self._call("delete", a._key("l", key))
-        existed = bool(self._call("delete", a._key("v", key)))
-        with a._lock:
-            a._recent.pop(key, None)
-        return existed
+        return bool(self._drive(self._adapter._invalidate_steps(key)))
 
     def invalidate_tags(self, tags: Sequence[str]) -> None:
-        a = self._adapter
-        self._call("set_many", {a._key("t", tag): secrets.token_hex(8) for tag in tags}, None)
+        self._drive(self._adapter._invalidate_tags_steps(tags))
 
     def clear(self) -> None:
-        a = self._adapter
-        a._stop_write_backs(None)
-        self.invalidate_tags([_ALL])
-        with a._lock:
-            a._recent.clear()
+        self._drive(self._adapter._clear_steps())

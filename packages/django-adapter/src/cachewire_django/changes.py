@@ -9,7 +9,7 @@ from typing import Any
 
 from django.db import models, router
 
-from cachewire_django.transaction import submit
+from cachewire_django.transaction import identity, submit
 from cachewire_django.wiring import SNAPSHOT, plan_for, snapshot, work_for
 
 __all__ = ["changed", "track"]
@@ -24,21 +24,22 @@ def changed(
     ``using``'s transaction (the model's write database by default), or at once outside one.
 
     Values captured when an instance was loaded count too, so an instance changed by
-    ``bulk_update`` invalidates its old and new partitions. Returns the invalidations queued.
+    ``bulk_update`` invalidates its old and new partitions. Returns the distinct invalidations
+    queued.
     """
     items = [instances] if isinstance(instances, models.Model) else list(instances)
     queued = 0
     by_alias: dict[str, list[Any]] = {}
     for instance in items:
         plan = plan_for(type(instance))
-        if not plan.readers:
+        if not plan.rules:
             continue
         alias = using or instance._state.db or router.db_for_write(type(instance))
         work = work_for(plan, instance, instance.__dict__.get(SNAPSHOT))
         snapshot(plan, instance)
         by_alias.setdefault(alias, []).extend(work)
-        queued += len(work)
     for alias, work in by_alias.items():
+        queued += len({identity(rule, kwargs) for rule, kwargs in work})
         submit(alias, work)
     return queued
 
@@ -58,7 +59,7 @@ def track(queryset: models.QuerySet[Any]) -> Iterator[models.QuerySet[Any]]:
     """
     model = queryset.model
     plan = plan_for(model)
-    if not plan.readers:
+    if not plan.rules:
         yield queryset
         return
     alias = queryset.db
@@ -78,6 +79,6 @@ def track(queryset: models.QuerySet[Any]) -> Iterator[models.QuerySet[Any]]:
 
 def _fields_to_load(plan: Any) -> list[str] | None:
     """The attnames to load, or None when a rule reads through a relation (load everything)."""
-    if any(reader.remote for reader in plan.readers):
+    if not plan.only_local:
         return None
     return [plan.model._meta.pk.attname, *plan.attnames]

@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -19,8 +20,7 @@ from django.conf import settings
 from django.core import checks
 from django.core.exceptions import FieldDoesNotExist
 
-import cachewire.rules
-from cachewire import registered_dispatcher_names
+from cachewire import CachedFunction, registered_dispatcher_names
 from cachewire.rules import Rule, rules_for_model
 from cachewire_django import conf
 
@@ -118,14 +118,25 @@ def check_settings(**_: Any) -> list[checks.CheckMessage]:
 
 
 def all_rules() -> list[Rule]:
-    """Every registered rule (through the core's listing when it has one)."""
-    listing = getattr(cachewire.rules, "registered_rules", None)
-    if callable(listing):
-        return list(listing())
+    """Every rule the checks can find: the rules of installed models, and the rules of the
+    cached functions (and cached views) of every ``cachewire`` module and module in ``MODULES``,
+    so a rule on a model that is not installed is found too."""
     found: dict[str, Rule] = {}
     for model in apps.get_models(include_auto_created=True):
         for rule in rules_for_model(model):
             found.setdefault(rule.id, rule)
+    modules = set(conf.current().modules)
+    for name, module in list(sys.modules.items()):
+        if module is None or not (name.endswith(".cachewire") or name in modules):
+            continue
+        for value in list(vars(module).values()):
+            target = getattr(value, "cache", None) if callable(value) else None
+            for holder in (value, target):
+                if isinstance(holder, CachedFunction):
+                    for rule in holder.rules:
+                        found.setdefault(rule.id, rule)
+            if isinstance(value, Rule):
+                found.setdefault(value.id, value)
     return list(found.values())
 
 

@@ -17,6 +17,7 @@ import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from asgiref.sync import SyncToAsync
 from django.db import connections
 from django.db import transaction as db_transaction
 
@@ -51,10 +52,6 @@ def caller_loop() -> asyncio.AbstractEventLoop | None:
         return asyncio.get_running_loop()
     except RuntimeError:
         pass
-    try:
-        from asgiref.sync import SyncToAsync
-    except ImportError:  # pragma: no cover - asgiref ships with Django
-        return None
     local = SyncToAsync.threadlocal
     if getattr(local, "main_event_loop_pid", None) != os.getpid():
         return None
@@ -141,9 +138,7 @@ def _transaction(using: str, connection: Any) -> _Transaction:
     return txn
 
 
-def _defer_to_commit(
-    using: str, connection: Any, keyed: list[tuple[tuple[str, str], Rule, dict[str, Any]]]
-) -> None:
+def _defer_to_commit(using: str, connection: Any, work: Work) -> None:
     txn = _transaction(using, connection)
     sids = tuple(connection.savepoint_ids)
     part = txn.parts.get(sids)
@@ -153,8 +148,8 @@ def _defer_to_commit(
         part = txn.parts[sids] = _Part(txn, caller_loop())
         db_transaction.on_commit(part.hook, using=using, robust=True)
         txn.hooks = connection.run_on_commit
-    for key, rule, kwargs in keyed:
-        part.work.setdefault(key, (rule, kwargs))
+    for rule, kwargs in work:
+        part.work.setdefault(identity(rule, kwargs), (rule, kwargs))
 
 
 def submit(using: str, work: Work) -> None:
@@ -168,20 +163,19 @@ def submit(using: str, work: Work) -> None:
         return
     batch: ChangeBatch | None = None
     try:
-        keyed = [(identity(rule, kwargs), rule, kwargs) for rule, kwargs in work]
         connection = connections[using]
         if connection.in_atomic_block:
             # Work for a dispatcher that writes into this transaction goes now; the rest waits
             # for the commit.
-            now = [entry for entry in keyed if _runs_in_transaction(entry[1])]
-            later = [entry for entry in keyed if not _runs_in_transaction(entry[1])]
+            now = [(rule, kwargs) for rule, kwargs in work if _runs_in_transaction(rule)]
+            later = [(rule, kwargs) for rule, kwargs in work if not _runs_in_transaction(rule)]
             if later:
                 _defer_to_commit(using, connection, later)
         else:
-            now = keyed
+            now = list(work)
         if now:
             batch = ChangeBatch(origin="django", using=using, loop=caller_loop())
-            for _, rule, kwargs in now:
+            for rule, kwargs in now:
                 batch.add(rule, kwargs)
     except Exception as exc:
         _report(work, exc, "queuing invalidations")

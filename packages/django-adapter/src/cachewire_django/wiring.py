@@ -33,28 +33,54 @@ Work = list[tuple[Rule, dict[str, Any]]]
 
 
 @attrs.frozen
-class _Reader:
-    """How one rule's arguments are read from an instance."""
-
-    rule: Rule
-    #: parameter -> attname of a local field holding the value (read without a query)
-    local: Mapping[str, str]
-    #: parameter -> dotted path that goes through a relation (read on the new state only)
-    remote: Mapping[str, str]
-
-
-@attrs.frozen
 class Plan:
-    """What the rules of one model class read."""
+    """What the rules of one model class read, and how to read it without queries."""
 
     model: type[models.Model]
-    readers: tuple[_Reader, ...]
-    #: local attnames captured at load time
+    rules: tuple[Rule, ...]
+    #: local attnames captured at load time (mapped and watched fields)
     attnames: tuple[str, ...]
+    #: foreign key name -> (its attname, the target names read through it): ``customer.pk`` is
+    #: read from ``customer_id`` instead of loading the customer
+    keys: Mapping[str, tuple[str, frozenset[str]]]
 
-    @property
-    def rules(self) -> tuple[Rule, ...]:
-        return tuple(reader.rule for reader in self.readers)
+    #: every rule reads only local fields (and has no condition, which may read anything)
+    only_local: bool = True
+
+
+class _Key:
+    """A foreign key's value standing in for the related object, for its key attributes."""
+
+    __slots__ = ("_names", "_value")
+
+    def __init__(self, names: frozenset[str], value: Any) -> None:
+        self._names = names
+        self._value = value
+
+    def __getattr__(self, name: str) -> Any:
+        if name in self._names:
+            return self._value
+        raise AttributeError(name)
+
+
+class _State:
+    """An instance as rules read it: some attributes given (old values, foreign keys read from
+    their column), every other one read from the instance."""
+
+    __slots__ = ("_instance", "_values")
+
+    def __init__(self, instance: Any, values: dict[str, Any]) -> None:
+        self._instance = instance
+        self._values = values
+
+    def __getattr__(self, name: str) -> Any:
+        values = self._values
+        if name in values:
+            return values[name]
+        return getattr(self._instance, name)
+
+    def __repr__(self) -> str:
+        return f"<{type(self._instance).__name__} as rules read it>"
 
 
 def _labels(cls: type[models.Model]) -> list[str]:
@@ -108,22 +134,35 @@ def _current_rules(cls: type[models.Model]) -> tuple[Rule, ...]:
     return tuple(found)
 
 
+def _paths_read(rule: Rule) -> list[str]:
+    return [*rule.field_mapping.values(), *rule.watch_fields]
+
+
 def _build_plan(cls: type[models.Model], rules: tuple[Rule, ...]) -> Plan:
-    readers: list[_Reader] = []
     attnames: list[str] = []
+    keys: dict[str, tuple[str, set[str]]] = {}
+    unsafe: set[str] = set()  # foreign keys some rule reads other fields through
     for rule in rules:
-        local: dict[str, str] = {}
-        remote: dict[str, str] = {}
-        for param, path in rule.field_mapping.items():
+        for path in _paths_read(rule):
             attname = local_attname(cls, path)
-            if attname is None:
-                remote[param] = path
-            else:
-                local[param] = attname
+            first, _, rest = path.partition(".")
+            if attname is not None:
                 if attname not in attnames:
                     attnames.append(attname)
-        readers.append(_Reader(rule, local, remote))
-    return Plan(cls, tuple(readers), tuple(attnames))
+                if rest and first != attname:
+                    keys.setdefault(first, (attname, set()))[1].add(rest)
+            elif rest:
+                unsafe.add(first)
+    frozen = {
+        name: (attname, frozenset(names))
+        for name, (attname, names) in keys.items()
+        if name not in unsafe
+    }
+    only_local = not unsafe and all(
+        rule.condition is None and all(local_attname(cls, p) for p in _paths_read(rule))
+        for rule in rules
+    )
+    return Plan(cls, rules, tuple(attnames), frozen, only_local)
 
 
 _labels_of: dict[type[models.Model], tuple[str, ...]] = {}
@@ -147,35 +186,53 @@ def plan_for(cls: type[models.Model]) -> Plan:
     return plan
 
 
-def _read_path(obj: Any, path: str) -> Any:
-    current = obj
-    for part in path.split("."):
-        if current is None:
-            return None
-        current = getattr(current, part)
-    return current
-
-
-def work_for(plan: Plan, instance: Any, old: Mapping[str, Any] | None = None) -> Work:
-    """The (rule, arguments) pairs a change of ``instance`` maps to: its current values and, when
-    ``old`` (attname -> value as loaded) differs, the old ones too."""
-    work: Work = []
+def _states(plan: Plan, instance: Any, old: Mapping[str, Any] | None) -> tuple[Any, Any]:
+    """(the new state, the old state or None) as the rules read them."""
     values = instance.__dict__
-    for reader in plan.readers:
-        new: dict[str, Any] = {}
-        for param, attname in reader.local.items():
-            new[param] = values[attname] if attname in values else getattr(instance, attname)
-        for param, path in reader.remote.items():
-            new[param] = _read_path(instance, path)
-        work.append((reader.rule, new))
-        if old and reader.local:
-            before = {
-                param: old.get(attname, new[param]) if attname in old else new[param]
-                for param, attname in reader.local.items()
-            }
-            if any(before[p] != new[p] for p in reader.local):
-                before.update((p, new[p]) for p in reader.remote)
-                work.append((reader.rule, before))
+    new: Any = instance
+    if plan.keys:
+        new = _State(
+            instance,
+            {
+                name: _Key(names, values[attname])
+                for name, (attname, names) in plan.keys.items()
+                if attname in values
+            },
+        )
+    if old is None:
+        return new, None
+    given = dict(old)
+    for name, (attname, names) in plan.keys.items():
+        if attname in old:
+            given[name] = _Key(names, old[attname])
+    return new, _State(instance, given)
+
+
+def _same(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
+    """Equal arguments of equal types (1 and True are different partitions)."""
+    return a == b and all(type(value) is type(b[name]) for name, value in a.items())
+
+
+def work_for(
+    plan: Plan,
+    instance: Any,
+    old: Mapping[str, Any] | None = None,
+    *,
+    event: str = "save",
+    update_fields: Any = None,
+) -> Work:
+    """The (rule, arguments) pairs a change of ``instance`` maps to, by the core's evaluation of
+    each rule (events, ``watch_fields``, ``condition``): the current values and, given ``old``
+    (attname -> value as loaded), the old ones too."""
+    new_state, old_state = _states(plan, instance, old)
+    work: Work = []
+    for rule in plan.rules:
+        found = rule.invalidations(
+            new_state, old=old_state, event=event, update_fields=update_fields
+        )
+        if len(found) == 2 and _same(found[0], found[1]):
+            del found[1]  # the row stayed in its partition: one invalidation, not two
+        work.extend((rule, kwargs) for kwargs in found)
     return work
 
 
@@ -215,22 +272,28 @@ def _on_post_save(
     created: bool,
     raw: bool,
     using: str,
-    **_: Any,
+    **kwargs: Any,
 ) -> None:
     plan = plan_for(sender)
-    if not plan.readers or (raw and conf.current().skip_raw):
+    if not plan.rules or (raw and conf.current().skip_raw):
         return
     old = None if created else instance.__dict__.get(SNAPSHOT)
-    work = work_for(plan, instance, old)
+    work = work_for(
+        plan,
+        instance,
+        old,
+        event="create" if created else "update",
+        update_fields=kwargs.get("update_fields"),
+    )
     snapshot(plan, instance)
     submit(using, work)
 
 
 def _on_post_delete(sender: type[models.Model], instance: Any, using: str, **_: Any) -> None:
     plan = plan_for(sender)
-    if not plan.readers:
+    if not plan.rules:
         return
-    submit(using, work_for(plan, instance, instance.__dict__.get(SNAPSHOT)))
+    submit(using, work_for(plan, instance, instance.__dict__.get(SNAPSHOT), event="delete"))
 
 
 def _m2m_field(instance: Any, model: Any, through: Any, reverse: bool) -> Any:
@@ -254,7 +317,7 @@ def _on_m2m_changed(
     through_plan = plan_for(sender)
     other_plan = plan_for(model)
     if action == "pre_clear":
-        if through_plan.readers or other_plan.readers:
+        if through_plan.rules or other_plan.rules:
             field = _m2m_field(instance, model, sender, reverse)
             mine, theirs = _through_names(field, reverse)
             current = sender._base_manager.using(using).filter(**{mine: instance.pk})
@@ -267,17 +330,18 @@ def _on_m2m_changed(
         pk_set = instance.__dict__.get(_CLEARED, {}).pop(sender, set())
     work: Work = []
     own_plan = plan_for(type(instance))
-    if own_plan.readers:
-        work.extend(work_for(own_plan, instance))
-    if pk_set and through_plan.readers:
+    if own_plan.rules:
+        work.extend(work_for(own_plan, instance, event="update"))
+    row_event = "create" if action == "post_add" else "delete"
+    if pk_set and through_plan.rules:
         field = _m2m_field(instance, model, sender, reverse)
         mine, theirs = _through_names(field, reverse)
         for pk in sorted(pk_set, key=repr):
             row = sender(**{mine: instance.pk, theirs: pk})
-            work.extend(work_for(through_plan, row))
-    if pk_set and other_plan.readers:
+            work.extend(work_for(through_plan, row, event=row_event))
+    if pk_set and other_plan.rules:
         for other in model._base_manager.using(using).filter(pk__in=pk_set):
-            work.extend(work_for(other_plan, other))
+            work.extend(work_for(other_plan, other, event="update"))
     if work:
         submit(using, work)
 

@@ -37,10 +37,13 @@ _declare_lock = threading.Lock()
 
 def run_work(body: str) -> Any:
     """The worker entry of both actors: cachewire decodes, routes, applies the error policy and
-    counts. The attempt of a retried message is Dramatiq's retry count plus one."""
+    counts. The attempt of a retried message is Dramatiq's retry count plus one; Dramatiq's
+    `TimeLimitExceeded` is reported and counted as cachewire's `TaskTimeoutError`."""
     current = CurrentMessage.get_current_message()
     attempt = None if current is None else current.options.get("retries", 0) + 1
-    return cachewire.run_work(body, dispatcher_name="dramatiq", attempt=attempt)
+    return cachewire.run_work(
+        body, dispatcher_name="dramatiq", attempt=attempt, timeout_errors=(TimeLimitExceeded,)
+    )
 
 
 def _run_rules(body: str) -> None:
@@ -51,8 +54,10 @@ def _run_task(body: str) -> Any:
     try:
         result = run_work(body)
     except TimeLimitExceeded as exc:
+        # The limit struck after the task's own run had ended (cachewire reports one that
+        # strikes during the run as its TaskTimeoutError).
         raise TaskTimeoutError(
-            "the task ran longer than its timeout and Dramatiq's time limit stopped it"
+            "the task ran past its timeout and Dramatiq's time limit stopped it"
         ) from exc
     # Without a results backend a returned value would only make Dramatiq log a warning.
     return result if _keeps_results() else None

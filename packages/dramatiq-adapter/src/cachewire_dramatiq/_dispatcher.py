@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import math
 import re
-import time
 import weakref
 from collections.abc import Callable, Sequence
 from typing import Any, ClassVar
@@ -141,26 +140,21 @@ class DramatiqDispatcher(Dispatcher):
     ) -> None:
         """Enqueue, retrying within the retry policy when asked; `DispatchError` if it cannot."""
         policy = self.retry_policy if retry else _NO_RETRY
-        attempt = 1
-        while True:
-            try:
-                broker.enqueue(message)
-                return
-            except Exception as exc:
-                if not policy.should_retry(attempt):
-                    raise DispatchError(
-                        f"Dramatiq's {type(broker).__name__} did not take the message for actor "
-                        f"{message.actor_name!r} on queue {message.queue_name!r} after "
-                        f"{attempt} attempt(s): {exc}"
-                    ) from exc
-                delay = policy.delay_for(attempt)
-                logger.warning(
-                    "dramatiq: enqueue on %r failed (attempt %d of %d), retrying in %.2fs: %s",
-                    message.queue_name,
-                    attempt,
-                    policy.max_attempts,
-                    delay,
-                    exc,
-                )
-                time.sleep(delay)
-                attempt += 1
+
+        def log_retry(attempt: int, error: BaseException, delay: float) -> None:
+            logger.warning(
+                "dramatiq: enqueue on %r failed (attempt %d of %d), retrying in %.2fs: %s",
+                message.queue_name,
+                attempt,
+                policy.max_attempts,
+                delay,
+                error,
+            )
+
+        try:
+            policy.call(lambda: broker.enqueue(message), on_retry=log_retry)
+        except Exception as exc:
+            raise DispatchError(
+                f"Dramatiq's {type(broker).__name__} did not take the message for actor "
+                f"{message.actor_name!r} on queue {message.queue_name!r}: {exc}"
+            ) from exc

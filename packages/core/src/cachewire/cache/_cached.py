@@ -10,6 +10,7 @@ from typing import Any, Generic, ParamSpec, TypeVar, overload
 
 from cachewire._settings import get_settings
 from cachewire.cache._base import MISSING, BaseCacheAdapter, _Missing, validate_ttl
+from cachewire.cache._key_plan import KeyPlan
 from cachewire.cache._keys import encode_key, encode_value, escape
 from cachewire.errors import ConfigurationError
 
@@ -95,7 +96,18 @@ class CachedFunction(Generic[P, R]):
         self._stale_ttl = stale_ttl
         self._is_async = inspect.iscoroutinefunction(function)
         self._function_tag = "f:" + escape(self.cache_id)
+        self._function_tags = (self._function_tag,)
         self._partition_prefix = f"p:{escape(self.cache_id)}|"
+        self._key_plan = KeyPlan(
+            self.cache_id,
+            self._signature,
+            function_tag=self._function_tag,
+            partition=self.partition,
+            partition_prefix=self._partition_prefix,
+            receiver=self.receiver,
+            self_key=self_key,
+        )
+        self._key_of = self._key_plan.key_of
         self._plans: dict[frozenset[str], str] = {}  # invalidation kind per set of names
         with _registry_lock:
             existing = _registry.get(self.cache_id)
@@ -125,6 +137,12 @@ class CachedFunction(Generic[P, R]):
                 arguments[self.receiver] = self._self_key(instance)
         return arguments
 
+    def _key_and_tags(self, args: Any, kwargs: Any) -> tuple[str, tuple[str, ...]]:
+        if self._key_of is not None:
+            return self._key_of(*args, **kwargs)
+        arguments = self._bind(args, kwargs)
+        return encode_key(self.cache_id, arguments), self._tags(arguments)
+
     def __get__(self, instance: Any, owner: Any = None) -> Any:
         if instance is None or self.receiver is None:
             return self
@@ -138,33 +156,34 @@ class CachedFunction(Generic[P, R]):
 
     def _tags(self, arguments: dict[str, Any]) -> tuple[str, ...]:
         if self.partition:
-            return (self._function_tag, self._partition_tag(arguments))
-        return (self._function_tag,)
+            return self._key_plan.partition_tags(self._partition_tag(arguments))
+        return self._function_tags
 
     def key_for(self, *args: P.args, **kwargs: P.kwargs) -> str:
         """The cache key of one call."""
-        return encode_key(self.cache_id, self._bind(args, kwargs))
+        return self._key_and_tags(args, kwargs)[0]
 
     # ---------------------------------------------------------------- calls
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
-        arguments = self._bind(args, kwargs)
-        key = encode_key(self.cache_id, arguments)
-        tags = self._tags(arguments)
+        if self._key_of is not None:
+            key, tags = self._key_of(*args, **kwargs)
+        else:
+            key, tags = self._key_and_tags(args, kwargs)
+        cache = self._cache if self._cache is not None else _fallback_cache()
+        function = self.__wrapped__
         if self._is_async:
-            return self._acall(key, tags, args, kwargs)  # type: ignore[return-value]
-        return self.cache.sync.get_or_create(
+            # The adapter's own coroutine, not one wrapped around it: a hit is one await.
+            return cache.get_or_create(  # type: ignore[return-value]
+                key,
+                lambda: function(*args, **kwargs),
+                self._ttl,
+                tags=tags,
+                stale_ttl=self._stale_ttl,
+            )
+        return cache.sync.get_or_create(
             key,
-            lambda: self.__wrapped__(*args, **kwargs),
-            self._ttl,
-            tags=tags,
-            stale_ttl=self._stale_ttl,
-        )
-
-    async def _acall(self, key: str, tags: tuple[str, ...], args: Any, kwargs: Any) -> Any:
-        return await self.cache.get_or_create(
-            key,
-            lambda: self.__wrapped__(*args, **kwargs),
+            lambda: function(*args, **kwargs),
             self._ttl,
             tags=tags,
             stale_ttl=self._stale_ttl,

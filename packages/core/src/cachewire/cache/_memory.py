@@ -37,6 +37,7 @@ _computing: contextvars.ContextVar[frozenset[tuple[int, str]]] = contextvars.Con
     "cachewire_memory_computing", default=frozenset()
 )
 _tag_clock = itertools.count(1)
+_SHARED_VERSIONS = 1024  # distinct tag-version tuples shared between entries, at most
 
 
 @attrs.define(slots=True)
@@ -47,7 +48,10 @@ class _Entry:
     tag_versions: tuple[int, ...]
     tags: tuple[str, ...]
     delta: float  # how long the computation took (for early refresh)
-    plain: bool  # no tags, and the adapter keeps no per-hit bookkeeping: the fast hit path applies
+    plain: bool  # the adapter keeps no per-hit bookkeeping: the lock-free hit path applies
+    # The tag clock (`_tags_changed`) at which tag_versions were last known current: while no tag
+    # has changed since, a hit needs no look at the versions.
+    tags_current_at: int
 
 
 @attrs.define(slots=True, eq=False)
@@ -55,11 +59,15 @@ class _Flight:
     """One computation in progress; waiters of both kinds share its outcome."""
 
     tag_versions: tuple[int, ...]
+    tags_read_at: int
     write_back: bool = True
     task: asyncio.Task[Any] | None = None
     done: threading.Event = attrs.field(factory=threading.Event)
     value: Any = None
     error: BaseException | None = None
+
+
+_PLAIN_NUMBERS = frozenset({int, float})
 
 
 def _retrieve(task: asyncio.Task[Any]) -> None:
@@ -101,11 +109,12 @@ class InMemoryCacheAdapter(BaseCacheAdapter):
         self._clock = clock
         self._entries: OrderedDict[str, _Entry] = OrderedDict()
         self._tags: dict[str, int] = {}
+        self._tags_changed = 0  # the tag clock's value at the latest invalidate_tags or clear
+        self._versions: dict[tuple[int, ...], tuple[int, ...]] = {}  # shared by equal entries
         self._flights: dict[str, _Flight] = {}
         self._lock = threading.Lock()
         self._stats = CacheStats()
-        self._fast_hits = 0  # hits of the fast path, folded into the statistics when read
-        self._checked_ttl: Any = MISSING
+        self._fast_hits = 0  # hits of the lock-free path, folded into the statistics when read
         self._sync = _SyncMemory(self)
         self._background: set[asyncio.Task[Any]] = set()
         # Hits need no bookkeeping (LRU order, early refresh) unless these options are on.
@@ -119,7 +128,43 @@ class InMemoryCacheAdapter(BaseCacheAdapter):
         return validate_ttl(ttl_seconds)
 
     def _tag_versions(self, tags: Sequence[str]) -> tuple[int, ...]:
-        return tuple(self._tags.get(tag, 0) for tag in tags)
+        if not tags:
+            return ()
+        versions = tuple(self._tags.get(tag, 0) for tag in tags)
+        shared = self._versions.get(versions)
+        if shared is None:
+            if len(self._versions) >= _SHARED_VERSIONS:
+                self._versions.clear()
+            shared = self._versions[versions] = versions
+        return shared
+
+    def _plain_hit(self, key: str, ttl_seconds: Any = MISSING) -> Any:
+        """The value of a fresh, current entry that needs no bookkeeping, else MISSING (also when
+        ``ttl_seconds`` is not plainly valid: the caller's full check then decides).
+
+        Lock-free: tag versions only ever grow, and an invalidation sets them before it moves the
+        tag clock, so a read sees each invalidation either entirely or not at all, as a locked
+        read would.
+        """
+        if not (
+            ttl_seconds is MISSING
+            or ttl_seconds is None
+            # mypy reads the class test as narrowing to object; it is an int or a float here
+            or (ttl_seconds.__class__ in _PLAIN_NUMBERS and ttl_seconds >= 0)  # type: ignore[operator]
+        ):
+            return MISSING
+        entry = self._entries.get(key)
+        if entry is None or not entry.plain or self._clock() >= entry.soft_deadline:
+            return MISSING
+        if entry.tags and entry.tags_current_at != self._tags_changed:
+            changed = self._tags_changed
+            versions = self._tags
+            for tag, version in zip(entry.tags, entry.tag_versions, strict=True):
+                if versions.get(tag, 0) != version:
+                    return MISSING
+            entry.tags_current_at = changed
+        self._fast_hits += 1
+        return entry.value
 
     def _lookup(self, key: str, now: float) -> tuple[_Entry | None, bool]:
         """(entry, fresh): the entry if usable at all, and whether it is within its TTL."""
@@ -151,6 +196,7 @@ class InMemoryCacheAdapter(BaseCacheAdapter):
         tags: Sequence[str],
         versions: tuple[int, ...],
         delta: float,
+        tags_read_at: int,
     ) -> None:
         if ttl == 0:
             return
@@ -161,9 +207,9 @@ class InMemoryCacheAdapter(BaseCacheAdapter):
             if self.jitter:
                 ttl = ttl * (1.0 - self.jitter * random.random())
             soft = now + ttl
-            hard = soft + self.stale_ttl
+            hard = soft + self.stale_ttl if self.stale_ttl else soft
         self._entries[key] = _Entry(
-            value, soft, hard, versions, tuple(tags), delta, self._plain_hits and not tags
+            value, soft, hard, versions, tuple(tags), delta, self._plain_hits, tags_read_at
         )
         self._entries.move_to_end(key)
         if self.max_entries is not None:
@@ -179,7 +225,7 @@ class InMemoryCacheAdapter(BaseCacheAdapter):
             )
 
     def _start_flight(self, key: str, tags: Sequence[str]) -> _Flight:
-        flight = _Flight(tag_versions=self._tag_versions(tags))
+        flight = _Flight(tag_versions=self._tag_versions(tags), tags_read_at=self._tags_changed)
         self._flights[key] = flight
         self._stats.misses += 1
         self._stats.creator_calls += 1
@@ -201,7 +247,9 @@ class InMemoryCacheAdapter(BaseCacheAdapter):
             if self._flights.get(key) is flight:
                 del self._flights[key]
             if error is None and flight.write_back:
-                self._store(key, value, ttl, tags, flight.tag_versions, elapsed)
+                self._store(
+                    key, value, ttl, tags, flight.tag_versions, elapsed, flight.tags_read_at
+                )
             elif error is not None:
                 self._stats.creator_errors += 1
             elif not flight.write_back:
@@ -220,17 +268,10 @@ class InMemoryCacheAdapter(BaseCacheAdapter):
         tags: Sequence[str] = (),
         stale_ttl: float | None = None,
     ) -> Any:
-        entry = self._entries.get(key)
-        if (
-            entry is not None
-            and entry.plain
-            and self._clock() < entry.soft_deadline
-            and (ttl_seconds is self._checked_ttl or ttl_seconds is MISSING)
-        ):
-            self._fast_hits += 1
-            return entry.value
+        value = self._plain_hit(key, ttl_seconds)
+        if value is not MISSING:
+            return value
         ttl = self._ttl(ttl_seconds)
-        self._checked_ttl = ttl_seconds  # valid: later hits with this same object skip the check
         # One decision under the lock, so a thread and a coroutine never both start computing.
         with self._lock:
             entry, fresh = self._lookup(key, self._clock())
@@ -301,6 +342,9 @@ class InMemoryCacheAdapter(BaseCacheAdapter):
         return self._get(key, default)
 
     def _get(self, key: str, default: Any) -> Any:
+        value = self._plain_hit(key)
+        if value is not MISSING:
+            return value
         with self._lock:
             entry, fresh = self._lookup(key, self._clock())
         if entry is None or not fresh:
@@ -324,7 +368,7 @@ class InMemoryCacheAdapter(BaseCacheAdapter):
     ) -> None:
         ttl = self._ttl(ttl_seconds)
         with self._lock:
-            self._store(key, value, ttl, tags, self._tag_versions(tags), 0.0)
+            self._store(key, value, ttl, tags, self._tag_versions(tags), 0.0, self._tags_changed)
 
     async def invalidate(self, key: str) -> bool:
         return self._invalidate(key)
@@ -344,6 +388,8 @@ class InMemoryCacheAdapter(BaseCacheAdapter):
         with self._lock:
             for tag in tags:
                 self._tags[tag] = next(_tag_clock)
+            # After the versions: a lock-free hit that sees the new clock sees the new versions.
+            self._tags_changed = next(_tag_clock)
 
     async def clear(self) -> None:
         self._clear()
@@ -354,6 +400,7 @@ class InMemoryCacheAdapter(BaseCacheAdapter):
                 flight.write_back = False
             self._entries.clear()
             self._tags.clear()
+            self._tags_changed = next(_tag_clock)
 
     def get_stats(self) -> dict[str, Any]:
         with self._lock:
@@ -388,6 +435,9 @@ class _SyncMemory(SyncCacheAdapter):
         stale_ttl: float | None = None,
     ) -> T:
         cache = self._cache
+        value = cache._plain_hit(key, ttl_seconds)
+        if value is not MISSING:
+            return cast(T, value)
         ttl = cache._ttl(ttl_seconds)
         with cache._lock:
             entry, fresh = cache._lookup(key, cache._clock())

@@ -6,6 +6,7 @@ import asyncio
 import collections
 import contextlib
 import contextvars
+import functools
 import hashlib
 import inspect
 import itertools
@@ -49,6 +50,9 @@ _computing: contextvars.ContextVar[frozenset[tuple[int, str]]] = contextvars.Con
     "cachewire_redis_computing", default=frozenset()
 )
 _CODEC_ID = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+# Hits repeat their keys and tags, and escaping one costs more than the rest of a hit's Python
+# work: the escaped forms of recent ones are kept.
+_escaped = functools.lru_cache(maxsize=4096)(escape)
 
 # A stored record is "<soft expiry, server ms; 0 = none>\n<creator ms>\n<codec>\n<tag versions>\n
 # <payload>"; Redis drops it stale_ttl after the soft expiry.
@@ -239,6 +243,38 @@ class _Gate:
 
     async def __aexit__(self, *exc_info: object) -> None:
         self.release()
+
+
+class _SyncGate:
+    """At most ``size`` commands in flight from this process's threads; the others wait.
+
+    `threading.BoundedSemaphore` runs a condition variable on every pass; here a free slot costs
+    one lock, and the condition is used only while threads wait.
+    """
+
+    __slots__ = ("_free", "_lock", "_released", "_waiting")
+
+    def __init__(self, size: int) -> None:
+        self._free = size
+        self._waiting = 0
+        self._lock = threading.Lock()
+        self._released = threading.Condition(self._lock)
+
+    def __enter__(self) -> None:
+        with self._lock:
+            while self._free <= 0:
+                self._waiting += 1
+                try:
+                    self._released.wait()
+                finally:
+                    self._waiting -= 1
+            self._free -= 1
+
+    def __exit__(self, *exc_info: object) -> None:
+        with self._lock:
+            self._free += 1
+            if self._waiting:
+                self._released.notify()
 
 
 class _Wakeups:
@@ -446,7 +482,7 @@ class RedisCacheAdapter(BaseCacheAdapter):
         self._gate_loop: asyncio.AbstractEventLoop | None = None
         self._gate_of_loop = _Gate(0)  # replaced on first use
         sync_pool = self._sync_client.connection_pool if self._sync_client is not None else None
-        self._sync_gate = threading.BoundedSemaphore(
+        self._sync_gate = _SyncGate(
             min(max_connections, (sync_pool.max_connections if sync_pool else 0) or max_connections)
         )
         self._last_ttl: tuple[Any, tuple[float | None, int]] = (object(), (None, -1))
@@ -472,16 +508,16 @@ class RedisCacheAdapter(BaseCacheAdapter):
     # ---------------------------------------------------------- shared helpers
 
     def _value_key(self, key: str) -> str:
-        return f"{self._ns}:v:{escape(key)}"
+        return f"{self._ns}:v:{_escaped(key)}"
 
     def _lock_key(self, key: str) -> str:
-        return f"{self._ns}:l:{escape(key)}"
+        return f"{self._ns}:l:{_escaped(key)}"
 
     def _tag_key(self, tag: str) -> str:
-        return f"{self._ns}:t:{escape(tag)}"
+        return f"{self._ns}:t:{_escaped(tag)}"
 
     def _keys(self, key: str, tags: Sequence[str]) -> list[str]:
-        escaped = escape(key)
+        escaped = _escaped(key)
         keys = [f"{self._ns}:v:{escaped}", f"{self._ns}:l:{escaped}", f"{self._ns}:epoch"]
         if tags:
             keys.extend(self._tag_key(t) for t in tags)
@@ -648,7 +684,7 @@ class RedisCacheAdapter(BaseCacheAdapter):
         """The stored record of ``key`` and the current versions of its tags: one GET or MGET."""
         loop = asyncio.get_running_loop()
         gate = self._gate_of_loop if loop is self._gate_loop else self._gate()
-        value_key = f"{self._ns}:v:{escape(key)}"
+        value_key = f"{self._ns}:v:{_escaped(key)}"
         if not gate.take():
             await gate.wait()
         try:
@@ -1063,11 +1099,14 @@ class _SyncRedis(SyncCacheAdapter):
                 client.script_load(source)
                 return client.evalsha(sha, len(keys), *keys, *args)
 
-    def _fetch(self, keys: list[str]) -> tuple[bytes | None, bytes]:
-        with self._cache._sync_gate:
-            if len(keys) == 3:
-                return cast(bytes | None, self._client().get(keys[0])), b""
-            found = self._client().mget(keys[0], *keys[3:])
+    def _fetch(self, key: str, tags: Sequence[str]) -> tuple[bytes | None, bytes]:
+        """The stored record of ``key`` and the current versions of its tags: one GET or MGET."""
+        cache = self._cache
+        value_key = cache._value_key(key)
+        with cache._sync_gate:
+            if not tags:
+                return cast(bytes | None, self._client().get(value_key)), b""
+            found = self._client().mget(value_key, *map(cache._tag_key, tags))
         record, *versions = cast(list[bytes | None], found)
         return record, _versions(versions)
 
@@ -1088,16 +1127,15 @@ class _SyncRedis(SyncCacheAdapter):
         cache = self._cache
         ttl, ttl_ms = cache._ttl_ms(ttl_seconds)
         cache._check_reentry(key)
-        keys = cache._keys(key, tags)
         try:
-            value, force = cache._fresh(*self._fetch(keys))
+            value, force = cache._fresh(*self._fetch(key, tags))
         except _BACKEND_ERRORS as exc:
             cache._backend_failed(exc)
             return self._run_creator(key, creator)[0]
         if value is not MISSING:
             cache._stats.hits += 1
             return value  # type: ignore[no-any-return]
-        call = _Call(key, creator, keys, ttl, ttl_ms, stale_ttl)
+        call = _Call(key, creator, cache._keys(key, tags), ttl, ttl_ms, stale_ttl)
         delay, waited = cache.WAIT_FIRST, False
         while True:
             token = cache._token()
@@ -1198,7 +1236,7 @@ class _SyncRedis(SyncCacheAdapter):
     def get(self, key: str, default: Any = None, *, tags: Sequence[str] = ()) -> Any:
         cache = self._cache
         try:
-            found = self._fetch(cache._keys(key, tags))
+            found = self._fetch(key, tags)
         except _BACKEND_ERRORS as exc:
             cache._backend_failed(exc)
             return default

@@ -177,5 +177,10 @@ class AsyncIODispatcher(Dispatcher):
     @classmethod
     async def drain(cls) -> None:
         """Wait until every task this dispatcher started (and those they started) is done."""
-        while cls._pending_tasks:
-            await asyncio.gather(*list(cls._pending_tasks), return_exceptions=True)
+        while True:
+            # Tasks already done leave the set from a callback the loop has not run yet: wait
+            # only for the others, or a gather of finished tasks would never yield.
+            pending = [task for task in cls._pending_tasks if not task.done()]
+            if not pending:
+                return
+            await asyncio.gather(*pending, return_exceptions=True)

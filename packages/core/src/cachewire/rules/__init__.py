@@ -11,6 +11,7 @@ from cachewire.rules._rule import (
     Rule,
     get_rule,
     model_label,
+    registered_rules,
     rules_for_model,
     unregister_all,
 )
@@ -27,6 +28,7 @@ __all__ = [
     "current_batch",
     "get_rule",
     "model_label",
+    "registered_rules",
     "rules_for_model",
     "run_rules",
     "unregister_all",

@@ -24,6 +24,7 @@ __all__ = [
     "Rule",
     "get_rule",
     "model_label",
+    "registered_rules",
     "rules_for_model",
 ]
 
@@ -542,6 +543,12 @@ def _register(rule: Rule, _target_id: str) -> None:
 def get_rule(rule_id: str) -> Rule | None:
     """The rule registered under ``rule_id`` in this process, or None."""
     return _by_id.get(rule_id)
+
+
+def registered_rules() -> list[Rule]:
+    """Every rule registered in this process (for checks and tooling), in registration order."""
+    with _lock:
+        return list(_by_id.values())
 
 
 def rules_for_model(model: Any) -> list[Rule]:

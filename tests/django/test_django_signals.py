@@ -5,13 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from cwdj_support import RecordingDispatcher, all_aliases, invalidated, transactional
 from django.db import transaction
 from testapp.cachewire import CALLS, orders_of, places_in, post_page, posts_with_tag, totals_of
 from testapp.models import Customer, Order, Place, Post, Restaurant, RushOrder, Tag
 
-from conftest import RecordingDispatcher, all_aliases, invalidated
-
-pytestmark = [pytest.mark.django_db(transaction=True, databases="__all__")]
+# Each test runs on both aliases (see `using`); the ones without it name their databases.
 
 
 @pytest.fixture(params=all_aliases())
@@ -95,6 +94,8 @@ def test_rollback_of_an_outer_block_drops_committed_savepoints(using: str, recor
     assert recorded == []
 
 
+@pytest.mark.postgres
+@transactional("default", "pg")
 def test_a_transaction_on_another_alias_does_not_hold_the_work(recorded: Any) -> None:
     """drf-restflow bug 3.3.8: on_commit on the default alias instead of the save's."""
     customer = Customer.objects.using("default").create(name="c")
@@ -106,6 +107,7 @@ def test_a_transaction_on_another_alias_does_not_hold_the_work(recorded: Any) ->
 
 
 @pytest.mark.postgres
+@transactional("default", "pg")
 def test_work_waits_for_the_commit_of_its_own_alias(recorded: Any) -> None:
     customer = Customer.objects.using("pg").create(name="c")
     recorded.clear()

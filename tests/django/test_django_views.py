@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import pytest
+from cwdj_support import transactional
 from django.test import AsyncClient, Client
 from testapp.models import Post
 from testapp.views import RENDERS
 
-pytestmark = [pytest.mark.django_db(transaction=True)]
+pytestmark = [transactional()]
 
 
 @pytest.fixture(autouse=True)
@@ -17,6 +18,9 @@ def _fresh() -> None:
     RENDERS.clear()
     for view in (views.post_detail, views.apost_detail, views.special):
         view.cache.invalidate_all()  # type: ignore[attr-defined]
+    for cls in (views.PostAPI, views.PostPage):
+        if hasattr(cls, "cache"):
+            cls.cache.invalidate_all()
 
 
 def test_a_page_is_rendered_once_and_a_save_drops_it(client: Client) -> None:
@@ -79,3 +83,33 @@ async def test_async_views(async_client: AsyncClient) -> None:
     await post.asave()
     assert (await async_client.get(f"/aposts/{post.pk}/")).json()["title"] == "b"
     assert RENDERS == ["async", "async"]
+
+
+def test_drf_views_cache_each_negotiated_format(client: Client) -> None:
+    post = Post.objects.create(title="t")
+    url = f"/api/posts/{post.pk}/"
+    assert client.get(url).json() == {"id": post.pk, "title": "t"}
+    assert client.get(url).json() == {"id": post.pk, "title": "t"}
+    assert client.get(url, {"format": "txt"}).content == f"{post.pk}: t".encode()
+    assert client.get(url, headers={"accept": "text/plain"}).content == f"{post.pk}: t".encode()
+    assert client.get(url, headers={"accept": "text/plain"})["Content-Type"].startswith(
+        "text/plain"
+    )
+    assert RENDERS == ["drf", "drf", "drf"]
+    post.title = "u"
+    post.save()
+    assert client.get(url, {"format": "txt"}).content == f"{post.pk}: u".encode()
+    assert RENDERS == ["drf", "drf", "drf", "drf"]
+
+
+def test_class_based_views_share_one_cache_across_as_view(client: Client) -> None:
+    post = Post.objects.create(title="t")
+    assert client.get(f"/pages/{post.pk}/").content == b"t"
+    assert client.get(f"/pages/{post.pk}/").content == b"t"
+    assert client.get(f"/pages/again/{post.pk}/").content == b"t"  # another path: its own page
+    assert RENDERS == ["cbv", "cbv"]
+    post.title = "u"
+    post.save()
+    assert client.get(f"/pages/{post.pk}/").content == b"u"
+    assert client.get(f"/pages/again/{post.pk}/").content == b"u"
+    assert RENDERS == ["cbv", "cbv", "cbv", "cbv"]
