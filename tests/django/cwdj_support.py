@@ -64,6 +64,7 @@ if not settings.configured:
             "django.contrib.contenttypes",
             "django.contrib.auth",
             "cachewire_django",
+            "cachewire_django.queue",
             "django_q",
             "rest_framework",
             "testapp",

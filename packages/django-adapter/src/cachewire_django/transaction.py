@@ -3,7 +3,9 @@
 Inside ``atomic()``, the work of each savepoint level is gathered in one part that registers one
 ``on_commit(..., using=alias, robust=True)`` hook, so Django itself drops the work of a rolled-back
 savepoint or transaction. At commit each part is sent once per dispatcher group, skipping what an
-earlier part of the same commit already sent. Outside a transaction the work is sent at once.
+earlier part of the same commit already sent. Outside a transaction the work is sent at once, and
+so is, inside one, the work of a dispatcher that writes into the transaction itself
+(`Dispatcher.runs_in_transaction`, the ``db`` queue).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from django.db import connections
 from django.db import transaction as db_transaction
 
 from cachewire import get_settings
-from cachewire.dispatch import dispatch_stats, resolve_raise_exception
+from cachewire.dispatch import dispatch_stats, dispatcher_class, resolve_raise_exception
 from cachewire.rules import ChangeBatch, Rule, work_identity
 
 __all__ = ["caller_loop", "identity", "submit"]
@@ -50,6 +52,13 @@ def caller_loop() -> asyncio.AbstractEventLoop | None:
 def _dispatcher_name(rule: Rule) -> str:
     spec = rule.dispatcher if rule.dispatcher is not None else get_settings().default_dispatcher
     return str(getattr(spec, "name", spec))
+
+
+def _runs_in_transaction(rule: Rule) -> bool:
+    """Whether the rule's dispatcher writes into the transaction itself (the ``db`` queue):
+    its work is sent during the transaction, to commit or roll back with the change."""
+    spec = rule.dispatcher if rule.dispatcher is not None else get_settings().default_dispatcher
+    return bool(dispatcher_class(spec).runs_in_transaction)
 
 
 def _report(work: Work, exc: Exception, when: str) -> None:
@@ -119,6 +128,20 @@ def _transaction(using: str, connection: Any) -> _Transaction:
     return txn
 
 
+def _defer_to_commit(using: str, connection: Any, work: Work) -> None:
+    txn = _transaction(using, connection)
+    sids = tuple(connection.savepoint_ids)
+    part = txn.parts.get(sids)
+    if part is None:
+        if not txn.parts:
+            txn.sent.clear()  # nothing of an earlier commit is pending any more
+        part = txn.parts[sids] = _Part(txn, caller_loop())
+        db_transaction.on_commit(part.hook, using=using, robust=True)
+        txn.hooks = connection.run_on_commit
+    for rule, kwargs in work:
+        part.work.setdefault(identity(rule, kwargs), (rule, kwargs))
+
+
 def submit(using: str, work: Work) -> None:
     """Queue ``work`` for the commit of ``using``'s transaction, or send it now outside one.
 
@@ -131,22 +154,19 @@ def submit(using: str, work: Work) -> None:
     batch: ChangeBatch | None = None
     try:
         connection = connections[using]
-        if not connection.in_atomic_block:
-            batch = ChangeBatch(origin="django", using=using, loop=caller_loop())
-            for rule, kwargs in work:
-                batch.add(rule, kwargs)
+        if connection.in_atomic_block:
+            # Work for a dispatcher that writes into this transaction goes now; the rest waits
+            # for the commit.
+            now = [(rule, kwargs) for rule, kwargs in work if _runs_in_transaction(rule)]
+            later = [(rule, kwargs) for rule, kwargs in work if not _runs_in_transaction(rule)]
+            if later:
+                _defer_to_commit(using, connection, later)
         else:
-            txn = _transaction(using, connection)
-            sids = tuple(connection.savepoint_ids)
-            part = txn.parts.get(sids)
-            if part is None:
-                if not txn.parts:
-                    txn.sent.clear()  # nothing of an earlier commit is pending any more
-                part = txn.parts[sids] = _Part(txn, caller_loop())
-                db_transaction.on_commit(part.hook, using=using, robust=True)
-                txn.hooks = connection.run_on_commit
-            for rule, kwargs in work:
-                part.work.setdefault(identity(rule, kwargs), (rule, kwargs))
+            now = list(work)
+        if now:
+            batch = ChangeBatch(origin="django", using=using, loop=caller_loop())
+            for rule, kwargs in now:
+                batch.add(rule, kwargs)
     except Exception as exc:
         _report(work, exc, "queuing invalidations")
         return

@@ -96,6 +96,10 @@ class Dispatcher(abc.ABC):
     supports_batching: ClassVar[bool] = True
     #: True when the runtime can stop a task that exceeds its timeout.
     can_enforce_timeout: ClassVar[bool] = False
+    #: True when `dispatch` writes into the transaction of the data change (a database queue):
+    #: a framework adapter then dispatches during the transaction, so the work commits or rolls
+    #: back with the change, instead of waiting for the commit.
+    runs_in_transaction: ClassVar[bool] = False
     #: The options this dispatcher reads, by lower-case name (subclasses add theirs).
     options: ClassVar[Mapping[str, Option]] = {}
     #: Options every dispatcher has.
