@@ -3,17 +3,12 @@ from __future__ import annotations
 import asyncio
 import gc
 import threading
+from collections.abc import Callable
 
 import pytest
 
-from cachewire.cache import InMemoryCacheAdapter
+from cachewire.cache import InMemoryCacheAdapter, JsonCodec
 from cachewire.testing import CacheAdapterContract
-
-
-class TestInMemoryContract(CacheAdapterContract):
-    @pytest.fixture
-    def adapter(self) -> InMemoryCacheAdapter:
-        return InMemoryCacheAdapter()
 
 
 class Clock:
@@ -22,6 +17,30 @@ class Clock:
 
     def __call__(self) -> float:
         return self.now
+
+
+class TestInMemoryContract(CacheAdapterContract):
+    @pytest.fixture
+    def adapter(self) -> InMemoryCacheAdapter:
+        return InMemoryCacheAdapter()
+
+    @pytest.fixture
+    def stale_setup(self) -> tuple[InMemoryCacheAdapter, Callable[[str], None]]:
+        clock = Clock()
+        cache = InMemoryCacheAdapter(stale_ttl=3600, clock=clock)
+
+        def expire(key: str) -> None:
+            clock.now += 31  # the contract's entries live 30 s
+
+        return cache, expire
+
+
+class TestInMemoryWithCodecContract(TestInMemoryContract):
+    """The same promises with values making a round trip through the JSON codec."""
+
+    @pytest.fixture
+    def adapter(self) -> InMemoryCacheAdapter:
+        return InMemoryCacheAdapter(codec=JsonCodec())
 
 
 async def test_entries_expire_on_the_given_clock() -> None:

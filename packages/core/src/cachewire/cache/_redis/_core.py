@@ -1,0 +1,538 @@
+"""Everything the Redis adapter decides without I/O; both twins drive it.
+
+Key layout, the record format and its strict parsing, TTL and lease arithmetic, what a read
+result means, and the steps of a miss (look again and take the lease, wait, compute, publish) as
+generators that *yield* the I/O they need (`Eval`, `Pause`, `Compute`, ...) and receive its
+result. `RedisCacheAdapter` performs those steps with awaits, its blocking twin with blocking
+calls, so the two cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.resources
+import itertools
+import logging
+import os
+import random
+import re
+import secrets
+import time
+from collections.abc import Generator, Iterator, Sequence
+from typing import Any
+
+import attrs
+from redis import exceptions as redis_errors
+
+from cachewire.cache._base import MISSING, Creator, _Missing, validate_key, validate_ttl
+from cachewire.cache._breaker import BackendSkipped, CircuitBreaker
+from cachewire.cache._codec import Codec, JsonCodec, codec_call
+from cachewire.cache._flight import early_refresh_draw, jittered
+from cachewire.cache._keys import escape
+from cachewire.cache._stats import CacheStats
+from cachewire.errors import CacheBackendError, ConfigurationError
+
+__all__ = ["BACKEND_ERRORS", "SCRIPTS", "RedisCore", "Run", "Script"]
+
+logger = logging.getLogger("cachewire.cache")
+
+#: Every error of the Redis client, and a call the circuit breaker skipped.
+BACKEND_ERRORS = (redis_errors.RedisError, BackendSkipped)
+_CODEC_ID = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+_MAX_DIGITS = 15  # soft expiry and creator time: milliseconds, exact in a double
+
+
+@attrs.frozen
+class Script:
+    """A Lua script shipped with the package, run by its SHA1 (loaded once per server)."""
+
+    name: str
+    source: str
+    sha: str
+
+    @classmethod
+    def load(cls, name: str) -> Script:
+        source = (
+            importlib.resources.files("cachewire.cache._redis")
+            .joinpath("scripts", f"{name}.lua")
+            .read_text(encoding="utf-8")
+        )
+        return cls(name, source, hashlib.sha1(source.encode(), usedforsecurity=False).hexdigest())
+
+
+SCRIPTS = {
+    name: Script.load(name) for name in ("read", "write", "extend", "release", "invalidate", "bump")
+}
+READ, WRITE, EXTEND, RELEASE, INVALIDATE, BUMP = (
+    SCRIPTS[n] for n in ("read", "write", "extend", "release", "invalidate", "bump")
+)
+
+
+@attrs.frozen
+class Record:
+    """A stored value, as five fields on lines of their own.
+
+    ``<soft expiry, server ms; 0 = none>``, ``<creator ms>``, ``<codec id>``, ``<tag versions>``,
+    ``<payload>``; Redis drops it ``stale_ttl`` after the soft expiry.
+    """
+
+    soft_ms: int
+    creator_ms: int
+    codec: bytes
+    versions: bytes
+    payload: bytes
+
+
+def _number(text: bytes) -> int | None:
+    # Strict: ASCII digits only (no sign, space, tab or underscore), short enough to be exact.
+    if 0 < len(text) <= _MAX_DIGITS and text.isdigit():
+        return int(text)
+    return None
+
+
+def parse_record(raw: bytes) -> Record | None:
+    """The record in ``raw``, or None when it is damaged or of another format (then replaced)."""
+    parts = raw.split(b"\n", 4)
+    if len(parts) != 5:
+        return None
+    soft, took = _number(parts[0]), _number(parts[1])
+    if soft is None or took is None:
+        return None
+    return Record(soft, took, parts[2], parts[3], parts[4])
+
+
+@attrs.frozen
+class Read:
+    """What the read script found when it was not a plain hit."""
+
+    state: str  # "m" miss, "s" stale, "e" due for an early refresh
+    won: bool
+    epoch: bytes
+    versions: bytes
+    record: bytes
+
+
+def parse_reply(reply: bytes) -> Read | bytes:
+    """A fresh record as stored, or what the read script found otherwise."""
+    if reply[:1].isdigit():
+        return reply
+    head, epoch, versions, record = reply.split(b"\n", 3)
+    return Read(chr(head[0]), head[1:2] == b"1", epoch, versions, record)
+
+
+def join_versions(found: Sequence[bytes | None]) -> bytes:
+    return b",".join(version or b"0" for version in found)
+
+
+# ------------------------------------------------------------ steps (I/O to perform)
+
+
+@attrs.frozen
+class Eval:
+    script: Script
+    keys: list[str]
+    args: list[Any]
+
+
+@attrs.frozen
+class Pause:
+    """Wait until ``lock_key`` is announced (or any tag bump), or for the backoff of the
+    ``attempt``-th pause of this wait (see `backoff`)."""
+
+    lock_key: str
+    attempt: int
+
+
+def backoff(attempt: int, first: float, longest: float) -> float:
+    """The pause before looking again: ``first`` doubling up to ``longest``, jittered down by up
+    to half so waiters of one lease do not look all at once."""
+    return float(min(first * 2 ** min(attempt, 30), longest)) * (0.5 + random.random() / 2)
+
+
+@attrs.frozen
+class Compute:
+    """Run the creator; the reply is (value, creator milliseconds)."""
+
+    key: str
+    creator: Creator
+
+
+@attrs.frozen
+class Heartbeat:
+    """Start (``stop=None``) or stop a heartbeat extending a lease; the reply is its handle."""
+
+    keys: list[str]
+    token: str
+    stop: Any = None
+
+
+@attrs.define(slots=True)
+class Call:
+    """One get_or_create that found no fresh value."""
+
+    key: str
+    creator: Creator
+    keys: list[str]  # value, lease, epoch, tags...
+    ttl: float | None
+    ttl_ms: int
+    stale_ttl: float | None
+
+
+@attrs.frozen
+class Refresh:
+    """A lease this caller took while being answered with an older value: refresh it after."""
+
+    call: Call
+    token: str
+    read: Read
+
+
+Steps = Generator[Any, Any, Any]
+
+
+class Run:
+    """Runs steps for a driver: iterate for the next step, hand back its outcome with `reply`
+    or `fail`; once the iteration ends, `value` holds what the steps returned (or they raised).
+    """
+
+    __slots__ = ("_error", "_reply", "_steps", "value")
+
+    def __init__(self, steps: Steps) -> None:
+        self._steps = steps
+        self._reply: Any = None
+        self._error: BaseException | None = None
+        self.value: Any = None
+
+    def __iter__(self) -> Iterator[Any]:
+        while True:
+            reply, error, self._reply, self._error = self._reply, self._error, None, None
+            try:
+                step = self._steps.send(reply) if error is None else self._steps.throw(error)
+            except StopIteration as done:
+                self.value = done.value
+                return
+            yield step
+
+    def reply(self, value: Any) -> None:
+        self._reply = value
+
+    def fail(self, error: BaseException) -> None:
+        self._error = error
+
+
+class RedisCore:
+    """The adapter's configuration and every decision that needs no I/O."""
+
+    def __init__(
+        self,
+        *,
+        namespace: str,
+        codec: Codec | None,
+        default_ttl: float | None,
+        lock_timeout: float,
+        stale_ttl: float | None,
+        early_refresh_beta: float | None,
+        jitter: float,
+        fail_open: bool,
+        where: str,
+        breaker_threshold: int,
+        breaker_cool_down: float,
+    ) -> None:
+        if not lock_timeout > 0:
+            raise ConfigurationError(f"lock_timeout must be > 0 seconds, got {lock_timeout!r}")
+        if early_refresh_beta is not None and not early_refresh_beta > 0:
+            raise ConfigurationError(
+                f"early_refresh_beta must be > 0 (1.0 is the usual choice) or None, "
+                f"got {early_refresh_beta!r}"
+            )
+        if not 0.0 <= jitter < 1.0:
+            raise ConfigurationError(f"jitter must be in [0, 1), got {jitter!r}")
+        self.codec: Codec = codec or JsonCodec()
+        if not _CODEC_ID.fullmatch(self.codec.codec_id):
+            raise ConfigurationError(
+                f"codec_id {self.codec.codec_id!r} of {type(self.codec).__name__} must be 1 to 64 "
+                "characters of A-Z, a-z, 0-9, '_', '.', '-'"
+            )
+        self._encode, self._decode = codec_call(self.codec)
+        self.codec_id = self.codec.codec_id.encode()
+        self.default_ttl = validate_ttl(default_ttl, name="default_ttl")
+        self.stale_ttl = validate_ttl(stale_ttl, name="stale_ttl") or 0.0
+        self.lock_timeout = float(validate_ttl(lock_timeout, name="lock_timeout") or 0)
+        self.early_refresh_beta = early_refresh_beta
+        self.jitter = jitter
+        self.fail_open = fail_open
+        self.where = where
+        self.ns = escape(namespace)
+        self.epoch_key = f"{self.ns}:epoch"
+        self.wake_channel = f"{self.ns}:epoch:wake"
+        self.lock_ms = max(1, round(self.lock_timeout * 1000))
+        self.stale_ms = round(self.stale_ttl * 1000)
+        self.clock_checks = self.stale_ms > 0 or early_refresh_beta is not None
+        self.stats = CacheStats()
+        self.breaker = CircuitBreaker(
+            self.stats,
+            name=f"Redis at {where}",
+            threshold=breaker_threshold,
+            cool_down=breaker_cool_down,
+        )
+        self._last_ttl: tuple[Any, tuple[float | None, int]] = (object(), (None, -1))
+        self._token_base = secrets.token_hex(6)
+        self._tokens = itertools.count()
+
+    # ------------------------------------------------------------ key layout
+
+    def value_key(self, key: str) -> str:
+        if type(key) is not str:
+            validate_key(key)  # raises the error every adapter gives, unless a str subclass
+        try:
+            return f"{self.ns}:v:{escape(key)}"
+        except UnicodeEncodeError:
+            validate_key(key)  # a lone surrogate: the same error as on every adapter
+            raise
+
+    def lock_key(self, key: str) -> str:
+        return f"{self.ns}:l:{escape(validate_key(key))}"
+
+    def tag_key(self, tag: str) -> str:
+        return f"{self.ns}:t:{escape(tag)}"
+
+    def keys(self, key: str, tags: Sequence[str]) -> list[str]:
+        """value, lease, epoch, then one key per tag: the layout every script takes."""
+        escaped = escape(validate_key(key))
+        keys = [f"{self.ns}:v:{escaped}", f"{self.ns}:l:{escaped}", self.epoch_key]
+        keys.extend(self.tag_key(t) for t in tags)
+        return keys
+
+    # ------------------------------------------------------------ arithmetic
+
+    def ttl_ms(self, ttl_seconds: float | _Missing | None) -> tuple[float | None, int]:
+        """(ttl, ttl in ms with -1 = none); the same object as last time is not checked again."""
+        if ttl_seconds is self._last_ttl[0]:
+            return self._last_ttl[1]
+        ttl = self.default_ttl if isinstance(ttl_seconds, _Missing) else validate_ttl(ttl_seconds)
+        checked = (ttl, (-1 if ttl is None else max(1, round(ttl * 1000))))
+        self._last_ttl = (ttl_seconds, checked)
+        return checked
+
+    def token(self) -> str:
+        # The pid keeps tokens apart in forked children that inherit the counter.
+        return f"{self._token_base}-{os.getpid()}-{next(self._tokens)}"
+
+    def read_args(self, token: str, force: bool) -> list[Any]:
+        draw = (
+            ""
+            if self.early_refresh_beta is None
+            else repr(early_refresh_draw(self.early_refresh_beta))
+        )
+        return [token, "1" if force else "0", self.codec.codec_id, self.lock_ms, draw]
+
+    def write_args(
+        self, token: str, read: Read | None, data: bytes, ttl_ms: int, creator_ms: int
+    ) -> list[Any]:
+        if ttl_ms > 0 and self.jitter:
+            ttl_ms = max(1, round(jittered(ttl_ms, self.jitter)))
+        return [
+            token,
+            read.epoch if read else "",
+            read.versions if read else "",
+            self.codec.codec_id,
+            data,
+            ttl_ms,
+            self.stale_ms,
+            creator_ms,
+            self.wake_channel,
+        ]
+
+    # --------------------------------------------------------- what a read means
+
+    def encode(self, key: str, value: Any) -> bytes:
+        return self._encode(value, key)
+
+    def decode(self, key: str, payload: bytes) -> Any:
+        """The value of a payload, or MISSING (counted and logged) when it cannot be decoded."""
+        try:
+            return self._decode(payload, key)
+        except Exception as exc:
+            self.stats.decode_errors += 1
+            logger.warning(
+                "cachewire: a cached value in %s could not be decoded by %s (%s); it is computed "
+                "again and overwritten",
+                self.ns,
+                type(self.codec).__name__,
+                exc,
+            )
+            return MISSING
+
+    def decode_record(self, key: str, raw: bytes) -> Any:
+        record = parse_record(raw)
+        return MISSING if record is None else self.decode(key, record.payload)
+
+    def fresh(
+        self, key: str, raw: bytes | None, versions: bytes, *, early: bool = True
+    ) -> tuple[Any, bool]:
+        """(value, unreadable): the value of a fresh, current record, else MISSING.
+
+        Redis drops a record at its TTL unless it keeps it for serve-stale, so only then (or for
+        early refresh) is the soft expiry compared, on this host's clock; whatever looks due is
+        left to the read script, which decides on the server's clock. This is the hit path: it
+        checks the record as strictly as `parse_record` without building one.
+        """
+        if raw is None:
+            return MISSING, False
+        parts = raw.split(b"\n", 4)
+        if len(parts) != 5 or parts[2] != self.codec_id or parts[3] != versions:
+            return MISSING, False  # the read script replaces it
+        soft, took = parts[0], parts[1]
+        if not (soft.isdigit() and took.isdigit() and len(soft) <= _MAX_DIGITS >= len(took)):
+            return MISSING, False  # damaged: the read script replaces it
+        if self.clock_checks and soft != b"0":
+            draw = (
+                early_refresh_draw(self.early_refresh_beta)
+                if self.early_refresh_beta and early
+                else 0.0
+            )
+            if time.time() * 1000 + int(took) * draw >= int(soft):
+                return MISSING, False
+        value = self.decode(key, parts[4])
+        return value, value is MISSING
+
+    def served(self, call: Call, read: Read) -> Any:
+        """The stale or early-refresh value this caller may be answered with, else MISSING."""
+        if not read.record or read.state == "m":
+            return MISSING
+        if read.state == "s" and call.stale_ttl is not None and call.stale_ttl <= 0:
+            return MISSING
+        value = self.decode_record(call.key, read.record)
+        if value is MISSING:
+            return MISSING
+        if read.state == "s":
+            self.stats.stale_hits += 1
+        else:
+            self.stats.hits += 1
+            if read.won:
+                self.stats.early_refreshes += 1
+        return value
+
+    def backend_failed(self, exc: BaseException, *, strict: bool = False) -> None:
+        """Count (and log, rate-limited) a Redis failure; raise `CacheBackendError` unless the
+        adapter fails open and the call is not ``strict``."""
+        self.stats.backend_errors += 1
+        self.breaker.failed(exc)
+        if strict or not self.fail_open:
+            raise CacheBackendError(f"Redis at {self.where} failed: {exc}") from exc
+
+    # ------------------------------------------------------------------ steps
+
+    def miss_steps(self, call: Call, *, force: bool, pause: bool = False) -> Steps:
+        """After a read that found no fresh value: look again on the server, take the lease or
+        wait for its holder (taking over when it is gone), and compute when it is ours.
+
+        Returns (value, a `Refresh` to run after answering, or None).
+        """
+        attempt, waited = 0, False
+        while True:
+            if pause:
+                yield Pause(call.keys[1], attempt)
+                attempt += 1
+            pause = True
+            token = self.token()
+            try:
+                found = parse_reply((yield Eval(READ, call.keys, self.read_args(token, force))))
+            except BACKEND_ERRORS as exc:
+                self.backend_failed(exc)
+                return (yield Compute(call.key, call.creator))[0], None
+            if isinstance(found, bytes):
+                value = self.decode_record(call.key, found)
+                if value is not MISSING:
+                    self.stats.hits += 1
+                    return value, None
+                force, pause = True, False  # unreadable: look again, replacing it
+                continue
+            served = self.served(call, found)
+            if served is not MISSING:
+                return served, (Refresh(call, token, found) if found.won else None)
+            if found.won:
+                return (yield from self.lead_steps(call, token, found)), None
+            if not waited:
+                self.stats.coalesced += 1  # another caller (or process) holds the lease
+                self.stats.lock_waits += 1
+                waited = True
+
+    def lead_steps(self, call: Call, token: str, read: Read) -> Steps:
+        """Compute while holding the lease, then publish if the lease and the key are intact.
+
+        The lease never outlives a failure here: it is released (or fenced by the write script),
+        and whoever waits for it is woken.
+        """
+        beat = yield Heartbeat([call.keys[1], *call.keys[3:]], token)
+        try:
+            value, creator_ms = yield Compute(call.key, call.creator)
+            data = self.encode(call.key, value)
+        except BaseException:
+            yield Heartbeat([], token, stop=beat)
+            yield from self.release_steps(call.keys[1], token)
+            raise
+        yield Heartbeat([], token, stop=beat)
+        if call.ttl == 0:
+            yield from self.release_steps(call.keys[1], token)
+            return value
+        try:
+            written = yield Eval(
+                WRITE, call.keys, self.write_args(token, read, data, call.ttl_ms, creator_ms)
+            )
+        except BACKEND_ERRORS as exc:
+            yield from self.release_steps(call.keys[1], token)
+            self.backend_failed(exc)
+            return value
+        if not written:
+            self.stats.writes_rejected += 1
+        return value
+
+    def release_steps(self, lock_key: str, token: str) -> Steps:
+        # A lease that cannot be released expires by itself; the caller's outcome stands.
+        try:
+            yield Eval(RELEASE, [lock_key], [token, self.wake_channel])
+        except BACKEND_ERRORS:
+            self.stats.backend_errors += 1
+
+    def set_steps(
+        self, key: str, value: Any, ttl_seconds: float | _Missing | None, tags: Sequence[str]
+    ) -> Steps:
+        ttl, ttl_ms = self.ttl_ms(ttl_seconds)
+        keys = self.keys(key, tags)
+        if ttl == 0:  # "do not store": nothing older stays readable either
+            yield from self.invalidate_steps(key, strict=False)
+            return
+        data = self.encode(key, value)
+        try:
+            yield Eval(WRITE, keys, self.write_args("", None, data, ttl_ms, 0))
+        except BACKEND_ERRORS as exc:
+            self.backend_failed(exc)
+
+    def invalidate_steps(self, key: str, *, strict: bool) -> Steps:
+        keys = self.keys(key, ())
+        try:
+            removed = yield Eval(INVALIDATE, keys[:2], [self.wake_channel])
+        except BACKEND_ERRORS as exc:
+            self.backend_failed(exc, strict=strict)
+            return False
+        return bool(removed)
+
+    def bump_steps(self, tags: Sequence[str], *, strict: bool) -> Steps:
+        if not tags:
+            return
+        try:
+            yield Eval(BUMP, [self.tag_key(t) for t in tags], [self.wake_channel])
+        except BACKEND_ERRORS as exc:
+            self.backend_failed(exc, strict=strict)
+
+    def heartbeat_steps(self, keys: list[str], token: str) -> Steps:
+        """One beat: extend the lease; returns False once it is lost (counted)."""
+        try:
+            kept = yield Eval(EXTEND, keys, [token, self.lock_ms])
+        except BACKEND_ERRORS:
+            self.stats.backend_errors += 1
+            return True
+        if not kept:
+            self.stats.lock_lost += 1
+        return bool(kept)
