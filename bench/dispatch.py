@@ -25,8 +25,9 @@ import _restflow
 from _common import CountingSetup, write_section
 from cachewire import Rule, cached, changed, collect
 from cachewire.cache import InMemoryCacheAdapter
-from cachewire.dispatch import AsyncIODispatcher, ThreadPoolDispatcher, dispatch_stats
-from cachewire.rules import decode_payload, encode_payload
+from cachewire.dispatch import dispatch_stats
+from cachewire.dispatchers import AsyncIODispatcher, ThreadPoolDispatcher
+from cachewire.wire import decode_rule_work, encode_rule_work
 
 TARGET_US_PER_RULE = 20.0
 WORKERS = 4  # thread-pool size, the same for both libraries
@@ -167,8 +168,8 @@ def payload_costs(n: int, repeats: int) -> list[list[str]]:
         "at": dt.datetime(2026, 11, 25, 8, 30, tzinfo=dt.UTC),
     }
     rule_kwargs = {rule_id: [kwargs] for rule_id in rule_ids}
-    text = encode_payload(rule_ids, rule_kwargs)
-    if decode_payload(text)[1] != rule_kwargs:
+    text = encode_rule_work(rule_ids, rule_kwargs)
+    if decode_rule_work(text).rule_kwargs != rule_kwargs:
         raise SystemExit("the payload does not round-trip")
     # The floor is the JSON alone: the same body with its values already tagged.
     body = json.loads(text)
@@ -177,8 +178,10 @@ def payload_costs(n: int, repeats: int) -> list[list[str]]:
         lambda: per_call_us(lambda: json.dumps(body, separators=(",", ":"), sort_keys=True), n),
     )
     loads_floor = median(repeats, lambda: per_call_us(lambda: json.loads(text), n))
-    encode = median(repeats, lambda: per_call_us(lambda: encode_payload(rule_ids, rule_kwargs), n))
-    decode = median(repeats, lambda: per_call_us(lambda: decode_payload(text), n))
+    encode = median(
+        repeats, lambda: per_call_us(lambda: encode_rule_work(rule_ids, rule_kwargs), n)
+    )
+    decode = median(repeats, lambda: per_call_us(lambda: decode_rule_work(text), n))
     size = str(len(text))
     return [
         ["floor: json.dumps of the tagged body", f"{dumps_floor:.2f}", "1.00x", size],

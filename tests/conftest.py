@@ -14,27 +14,10 @@ from urllib.parse import urlparse
 
 import pytest
 
+from cachewire.testing import in_ci, redis_namespace, require_service, service_reachable
+
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
-IN_CI = bool(os.environ.get("CI"))
-
-
-def _reachable(url: str) -> bool:
-    parsed = urlparse(url)
-    try:
-        with socket.create_connection((parsed.hostname or "127.0.0.1", parsed.port or 6379), 1):
-            return True
-    except OSError:
-        return False
-
-
-def require_service(name: str, url: str) -> None:
-    """Skip (locally) or fail (in CI) when a real service is not reachable."""
-    if _reachable(url):
-        return
-    message = f"{name} is not reachable at {url}; start it or set the URL variable"
-    if IN_CI:
-        pytest.fail(f"{message} (CI is set, so this is a failure, not a skip)")
-    pytest.skip(message)
+IN_CI = in_ci()
 
 
 @pytest.fixture(scope="session")
@@ -71,18 +54,29 @@ def _test_database(redis_url: str) -> Iterator[int]:
 
 @pytest.fixture
 def redis_db_url(redis_url: str, _test_database: int) -> Iterator[str]:
-    """A Redis URL on this run's own database, emptied before and after the test."""
+    """A Redis URL on this run's own database. Afterwards the keys the test created there are
+    deleted, and only those: a database is never emptied (users run the tests next to their
+    data)."""
     import redis
 
     parsed = urlparse(redis_url)
     url = f"redis://{parsed.hostname}:{parsed.port or 6379}/{_test_database}"
     client = redis.Redis.from_url(url)
-    client.flushdb()
+    before = set(client.scan_iter(count=1000))
     try:
         yield url
     finally:
-        client.flushdb()
+        created = [key for key in client.scan_iter(count=1000) if key not in before]
+        for start in range(0, len(created), 500):
+            client.delete(*created[start : start + 500])
         client.close()
+
+
+@pytest.fixture
+def redis_ns(redis_url: str) -> Iterator[str]:
+    """A key prefix of this test's own on `redis_url`; its keys are deleted afterwards."""
+    with redis_namespace(redis_url) as namespace:
+        yield namespace
 
 
 def _free_port() -> int:
@@ -128,7 +122,7 @@ class PrivateRedis:
             stderr=subprocess.DEVNULL,
         )
         deadline = time.monotonic() + 10
-        while not _reachable(self.url):
+        while not service_reachable(self.url):
             if time.monotonic() > deadline:
                 raise RuntimeError(f"private redis-server on port {self.port} did not start")
             time.sleep(0.01)

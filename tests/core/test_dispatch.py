@@ -14,17 +14,17 @@ import pytest
 from cachewire import errors
 from cachewire._settings import configure
 from cachewire.dispatch import (
-    AsyncIODispatcher,
+    DispatchContext,
     Dispatcher,
-    ThreadPoolDispatcher,
     dispatch_stats,
     get_dispatcher,
     register_dispatcher,
     registered_dispatcher_names,
     resolve_raise_exception,
-    run_rules,
 )
-from cachewire.rules import Rule, changed, collect, decode_payload, encode_payload
+from cachewire.dispatchers import AsyncIODispatcher, ThreadPoolDispatcher
+from cachewire.rules import Rule, changed, collect, run_rules
+from cachewire.wire import decode_rule_work, encode_rule_work
 
 
 class _R:
@@ -91,20 +91,22 @@ def test_unknown_rule_id_is_logged_counted_and_follows_the_policy(
 def test_run_rules_accepts_an_encoded_payload(recording_target: Any) -> None:
     target = recording_target("f", ("x",), ("x",))
     rule = Rule(model="m", field_mapping={"x": "x"}, function=target)
-    run_rules(encode_payload([rule.id], {rule.id: [{"x": (1, "a")}]}))
+    run_rules(encode_rule_work([rule.id], {rule.id: [{"x": (1, "a")}]}))
     assert target.calls == [{"x": (1, "a")}]
 
 
 def test_payload_rejects_other_versions() -> None:
     with pytest.raises(errors.PayloadError, match="version 99"):
-        decode_payload('{"v": 99, "rule_ids": [], "rule_kwargs": {}}')
+        decode_rule_work('{"kind": "rules", "v": [99, 0], "body": {}}')
 
 
 @register_dispatcher
 class BrokenBroker(Dispatcher):
     name = "test-broken-broker"
 
-    def dispatch(self, *, rule_ids: Sequence[str], rule_kwargs: Any, **context: Any) -> None:
+    def dispatch(
+        self, *, rule_ids: Sequence[str], rule_kwargs: Any, context: DispatchContext
+    ) -> None:
         raise ConnectionError("broker unreachable")
 
 
@@ -129,7 +131,9 @@ def test_collect_groups_batchable_rules_into_one_dispatch(recording_target: Any)
     class Counting(Dispatcher):
         name = "test-counting"
 
-        def dispatch(self, *, rule_ids: Sequence[str], rule_kwargs: Any, **context: Any) -> None:
+        def dispatch(
+            self, *, rule_ids: Sequence[str], rule_kwargs: Any, context: DispatchContext
+        ) -> None:
             calls.append(list(rule_ids))
             run_rules(rule_ids, rule_kwargs)
 
@@ -237,7 +241,7 @@ def plugins(tmp_path: Path) -> Iterator[Path]:
             LOADED = True
             class Good(Dispatcher):
                 name = "plugin-good"
-                def dispatch(self, *, rule_ids, rule_kwargs, **context):
+                def dispatch(self, *, rule_ids, rule_kwargs, context):
                     pass
             """
         )

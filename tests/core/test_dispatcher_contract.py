@@ -9,13 +9,9 @@ from typing import Any
 
 import pytest
 
-from cachewire.dispatch import (
-    AsyncIODispatcher,
-    Dispatcher,
-    ThreadPoolDispatcher,
-    arun_rules,
-    register_dispatcher,
-)
+from cachewire import arun_work
+from cachewire.dispatch import DispatchContext, Dispatcher, register_dispatcher
+from cachewire.dispatchers import AsyncIODispatcher, ThreadPoolDispatcher
 from cachewire.testing import DispatcherContract
 
 
@@ -69,11 +65,11 @@ class QueueDispatcher(Dispatcher):
     supports_batching = True
     queue: asyncio.Queue[Any] | None = None
 
-    def dispatch(self, *, rule_ids: Sequence[str], rule_kwargs: Any, **context: Any) -> None:
-        from cachewire.rules import encode_payload
-
+    def dispatch(
+        self, *, rule_ids: Sequence[str], rule_kwargs: Any, context: DispatchContext
+    ) -> None:
         assert type(self).queue is not None
-        type(self).queue.put_nowait(encode_payload(rule_ids, rule_kwargs))
+        type(self).queue.put_nowait(self.encode_rules(rule_ids, rule_kwargs, context))
 
     def submit_task(self, message: Any) -> None:
         assert type(self).queue is not None
@@ -89,8 +85,6 @@ class TestThirdParty(DispatcherContract):
 
     @pytest.fixture
     async def wait_idle(self) -> Any:
-        from cachewire.tasks import TaskMessage, arun_task
-
         queue: asyncio.Queue[Any] = asyncio.Queue()
         QueueDispatcher.queue = queue
 
@@ -98,12 +92,9 @@ class TestThirdParty(DispatcherContract):
             while True:
                 item = await queue.get()
                 try:
-                    if '"rule_ids"' in item:
-                        # A failure here is what the runtime would retry or dead-letter.
-                        with contextlib.suppress(Exception):
-                            await arun_rules(item, dispatcher_name=QueueDispatcher.name)
-                    else:
-                        await arun_task(TaskMessage.from_json(item))
+                    # A failure here is what the runtime would retry or dead-letter.
+                    with contextlib.suppress(Exception):
+                        await arun_work(item, dispatcher_name=QueueDispatcher.name)
                 finally:
                     queue.task_done()
 

@@ -11,7 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from cachewire.errors import PayloadError
-from cachewire.rules import decode_payload, encode_payload
+from cachewire.wire import decode_rule_work, encode_rule_work
 
 scalars = st.one_of(
     st.none(),
@@ -36,9 +36,10 @@ kwargs_sets = st.lists(
 @given(st.dictionaries(st.text(min_size=1, max_size=12), kwargs_sets, max_size=3))
 def test_payload_round_trips_values_and_their_types(rule_kwargs: dict[str, Any]) -> None:
     ids = list(rule_kwargs)
-    text = encode_payload(ids, rule_kwargs, {"model": "shop.Order"})
+    text = encode_rule_work(ids, rule_kwargs, {"model": "shop.Order"})
     json.loads(text)  # plain JSON, nothing else
-    decoded_ids, decoded_kwargs, context = decode_payload(text)
+    work = decode_rule_work(text)
+    decoded_ids, decoded_kwargs, context = work.rule_ids, work.rule_kwargs, work.context
     assert decoded_ids == ids
     assert decoded_kwargs == rule_kwargs
     assert context == {"model": "shop.Order"}
@@ -55,17 +56,17 @@ def test_payload_round_trips_values_and_their_types(rule_kwargs: dict[str, Any])
 
 def test_special_values_are_tagged_not_stringified() -> None:
     value = {"u": uuid.UUID(int=1), "d": decimal.Decimal("1.50"), "t": (1, 2)}
-    _, decoded, _ = decode_payload(encode_payload(["r"], {"r": [value]}))
+    decoded = decode_rule_work(encode_rule_work(["r"], {"r": [value]})).rule_kwargs
     assert decoded["r"][0] == value
     assert isinstance(decoded["r"][0]["d"], decimal.Decimal)
 
 
 def test_unencodable_values_name_the_rule_and_argument() -> None:
     with pytest.raises(PayloadError, match="rule 'r' argument 'when'"):
-        encode_payload(["r"], {"r": [{"when": object()}]})
+        encode_rule_work(["r"], {"r": [{"when": object()}]})
 
 
-@pytest.mark.parametrize("text", ["not json", '{"v": 2, "rule_ids": []}', "[]"])
+@pytest.mark.parametrize("text", ["not json", '{"kind": "rules", "v": [2, 0], "body": {}}', "[]"])
 def test_bad_payloads_are_refused(text: str) -> None:
     with pytest.raises(PayloadError):
-        decode_payload(text)
+        decode_rule_work(text)

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from cachewire.dispatch._base import Dispatcher
+from cachewire.dispatch import Dispatcher
 from cachewire.tasks import LocalGuard, TaskMessage, TaskRegistry, run_task, task, task_stats
 
 pytestmark = pytest.mark.timeout(20)

@@ -24,7 +24,7 @@ pytestmark = pytest.mark.timeout(60)
 PROCESS = r"""
 import sys, threading
 import redis
-from cachewire.dispatch._base import Dispatcher
+from cachewire.dispatch import Dispatcher
 from cachewire.tasks import run_task, task
 
 url, policy, prefix = sys.argv[1:4]

@@ -13,7 +13,7 @@ import pytest
 
 from cachewire._settings import configure, reset_settings
 from cachewire.cache import MISSING, BaseCacheAdapter, SyncCacheAdapter
-from cachewire.dispatch._base import Dispatcher
+from cachewire.dispatch import Dispatcher
 from cachewire.errors import CachedTaskError, ConfigurationError, TaskError
 from cachewire.tasks import (
     CacheMiddleware,

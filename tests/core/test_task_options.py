@@ -12,18 +12,20 @@ from typing import Any, ClassVar
 import pytest
 
 from cachewire._settings import configure, reset_settings
-from cachewire.dispatch._base import Dispatcher
+from cachewire.dispatch import Dispatcher, Option, register_dispatcher
 from cachewire.errors import ConfigurationError
 from cachewire.tasks import LocalGuard, TaskMessage, TaskRegistry, task
 
 pytestmark = pytest.mark.timeout(20)
 
 
+@register_dispatcher
 class Recorder(Dispatcher):
     """Keeps submitted messages without running them; can enforce timeouts."""
 
     name = "test-options-recorder"
     can_enforce_timeout = True
+    options = {"tag": Option(str, None, "a label for the messages it keeps")}
     messages: ClassVar[list[tuple[str, TaskMessage]]] = []
 
     def dispatch(self, **kwargs: Any) -> None:
@@ -33,6 +35,7 @@ class Recorder(Dispatcher):
         self.messages.append((self.config.get("tag", self.name), message))
 
 
+@register_dispatcher
 class OtherRecorder(Recorder):
     name = "test-options-other"
 
@@ -160,9 +163,6 @@ def test_unknown_option_names_itself_and_the_valid_ones() -> None:
         assert valid in text
 
 
-def test_unknown_settings_default_is_refused() -> None:
-    registry = TaskRegistry(f"opts-{os.urandom(4).hex()}")
-    configure(task_defaults={"retries": 3})
-    f = task(name="s", registry=registry, dispatcher=Recorder)(lambda: None)
+def test_unknown_settings_default_is_refused_when_configured() -> None:
     with pytest.raises(ConfigurationError, match="retries"):
-        f.delay()
+        configure(task_defaults={"retries": 3})

@@ -13,8 +13,14 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from cachewire._settings import configure, reset_settings
-from cachewire.dispatch._base import Dispatcher
-from cachewire.errors import ConfigurationError, TaskError, TaskTimeoutError, UnknownTaskError
+from cachewire.dispatch import Dispatcher, register_dispatcher
+from cachewire.errors import (
+    ConfigurationError,
+    PayloadError,
+    TaskError,
+    TaskTimeoutError,
+    UnknownTaskError,
+)
 from cachewire.tasks import (
     TaskContext,
     TaskMessage,
@@ -30,6 +36,7 @@ from cachewire.testing._task_contract import TaskDispatchContract
 pytestmark = pytest.mark.timeout(20)
 
 
+@register_dispatcher
 class RunInline(Dispatcher):
     """Runs each task message at once in the submitting thread, keeping the results."""
 
@@ -43,6 +50,7 @@ class RunInline(Dispatcher):
         self.results.append(run_task(message))
 
 
+@register_dispatcher
 class RunOnLoop(Dispatcher):
     """Schedules each message on the running loop (can enforce a timeout)."""
 
@@ -197,7 +205,7 @@ def test_message_round_trips_through_json() -> None:
     assert TaskMessage.from_json(message.to_json()) == message
     with pytest.raises(TaskError):
         TaskMessage(name="n", args=(object(),)).to_json()
-    with pytest.raises(TaskError):
+    with pytest.raises(PayloadError):
         TaskMessage.from_json('{"name": "n", "evil": 1}')
 
 
@@ -310,6 +318,7 @@ def test_invalid_options_are_refused(registry: TaskRegistry) -> None:
     assert "on_duplicate" in str(info.value)
 
 
+@register_dispatcher
 class ThreadPerTask(Dispatcher):
     """Runs each message on its own thread."""
 

@@ -14,14 +14,24 @@ from cachewire.cache import (
     cached,
 )
 from cachewire.dispatch import (
+    DispatchContext,
     Dispatcher,
-    arun_rules,
+    Option,
     get_dispatcher,
     register_dispatcher,
     registered_dispatcher_names,
+    resolve_dispatcher,
+)
+from cachewire.retry import RetryPolicy
+from cachewire.rules import (
+    ChangeBatch,
+    InvalidationRule,
+    Rule,
+    arun_rules,
+    changed,
+    collect,
     run_rules,
 )
-from cachewire.rules import InvalidationRule, Rule, changed, collect
 from cachewire.tasks import (
     CacheMiddleware,
     Middleware,
@@ -34,6 +44,7 @@ from cachewire.tasks import (
     run_task,
     task,
 )
+from cachewire.worker import arun_work, run_work
 
 __version__ = "0.1.0"
 
@@ -43,10 +54,14 @@ __all__ = [
     "CacheMiddleware",
     "CacheStats",
     "CachedFunction",
+    "ChangeBatch",
+    "DispatchContext",
     "Dispatcher",
     "InMemoryCacheAdapter",
     "InvalidationRule",
     "Middleware",
+    "Option",
+    "RetryPolicy",
     "Rule",
     "Settings",
     "SubmitResult",
@@ -58,6 +73,7 @@ __all__ = [
     "__version__",
     "arun_rules",
     "arun_task",
+    "arun_work",
     "cached",
     "changed",
     "collect",
@@ -67,7 +83,9 @@ __all__ = [
     "get_settings",
     "register_dispatcher",
     "registered_dispatcher_names",
+    "resolve_dispatcher",
     "run_rules",
     "run_task",
+    "run_work",
     "task",
 ]

@@ -113,7 +113,7 @@ class _Order:
 def _one_dispatcher(dispatcher: str) -> list[int]:
     from cachewire import Rule, cached, changed, collect
     from cachewire.cache import InMemoryCacheAdapter
-    from cachewire.dispatch import AsyncIODispatcher, ThreadPoolDispatcher
+    from cachewire.dispatchers import AsyncIODispatcher, ThreadPoolDispatcher
 
     computed: list[int] = []
 

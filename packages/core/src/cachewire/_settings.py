@@ -3,14 +3,25 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import attrs
 
-__all__ = ["Settings", "configure", "get_settings", "reset_settings"]
+from cachewire.errors import ConfigurationError
+
+__all__ = ["Settings", "add_settings_check", "configure", "get_settings", "reset_settings"]
 
 _UNSET: Any = object()
+
+#: Task options that ``task_defaults`` may set, with their built-in defaults.
+TASK_OPTION_DEFAULTS: Mapping[str, Any] = {
+    "queue": None,
+    "bind": False,
+    "on_duplicate": "parallel",
+    "timeout": None,
+    "labels": {},
+}
 
 
 @attrs.frozen
@@ -35,6 +46,14 @@ class Settings:
 
 _lock = threading.Lock()
 _current = Settings()
+# Checks that upper layers (the dispatcher registry, ...) add, run on every `configure`.
+_checks: list[Callable[[Settings], None]] = []
+
+
+def add_settings_check(check: Callable[[Settings], None]) -> None:
+    """Run ``check(new_settings)`` on every `configure`; it raises `ConfigurationError` to refuse
+    them (the settings in force stay as they were)."""
+    _checks.append(check)
 
 
 def get_settings() -> Settings:
@@ -65,8 +84,17 @@ def configure(
         }.items()
         if value is not _UNSET
     }
+    unknown_defaults = sorted(set(changes.get("task_defaults", {})) - set(TASK_OPTION_DEFAULTS))
+    if unknown_defaults:
+        raise ConfigurationError(
+            f"configure(task_defaults=...) has unknown option(s) {unknown_defaults}; valid ones "
+            f"are {sorted(TASK_OPTION_DEFAULTS)} (set the dispatcher with default_dispatcher)"
+        )
     with _lock:
-        _current = attrs.evolve(_current, **changes)
+        candidate = attrs.evolve(_current, **changes)
+        for check in _checks:
+            check(candidate)
+        _current = candidate
         return _current
 
 

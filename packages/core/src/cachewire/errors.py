@@ -13,11 +13,13 @@ __all__ = [
     "DuplicateRuleError",
     "PayloadError",
     "ReentrantCallError",
+    "RulePathError",
     "SerializationError",
     "TaskError",
     "TaskTimeoutError",
     "UnknownRuleError",
     "UnknownTaskError",
+    "UnsupportedVersionError",
 ]
 
 
@@ -57,12 +59,20 @@ class DuplicateRuleError(ConfigurationError):
     """Two rules were given the same id."""
 
 
+class RulePathError(ConfigurationError):
+    """A rule's path names an attribute or key the changed object does not have."""
+
+
 class UnknownRuleError(DispatchError):
     """A worker received a rule id that no rule in this process has."""
 
 
 class PayloadError(DispatchError):
     """A wire payload could not be encoded or decoded."""
+
+
+class UnsupportedVersionError(PayloadError):
+    """A message was written by a newer major version of the wire than this process reads."""
 
 
 class TaskError(CachewireError):

@@ -6,7 +6,7 @@ import functools
 import inspect
 import threading
 from collections.abc import Callable, Collection, Sequence
-from typing import Any, Generic, ParamSpec, TypeVar
+from typing import Any, Generic, ParamSpec, TypeVar, overload
 
 from cachewire._settings import get_settings
 from cachewire.cache._base import MISSING, BaseCacheAdapter, _Missing, validate_ttl
@@ -60,6 +60,7 @@ class CachedFunction(Generic[P, R]):
         name: str | None,
         stale_ttl: float | None,
         invalidates_on: Sequence[Any],
+        self_key: Callable[[Any], Any] | None = None,
     ) -> None:
         self.__wrapped__ = function
         functools.update_wrapper(self, function)
@@ -71,7 +72,17 @@ class CachedFunction(Generic[P, R]):
             )
         self.cache_id = name or f"{function.__module__}.{qualname}"
         self._signature = inspect.signature(function)
-        self.parameters = tuple(self._signature.parameters)
+        #: The instance parameter of a method (``self``/``cls``), kept out of the key unless
+        #: ``self_key`` says what of the instance to key on.
+        self.receiver = _receiver(qualname, self._signature)
+        if self_key is not None and self.receiver is None:
+            raise ConfigurationError(
+                f"@cached(self_key=...) on {self.cache_id}: it is not a method (no self parameter)"
+            )
+        self._self_key = self_key
+        self.parameters = tuple(
+            p for p in self._signature.parameters if p != self.receiver or self_key is not None
+        )
         unknown = [p for p in partition if p not in self.parameters]
         if unknown:
             raise ConfigurationError(
@@ -107,7 +118,17 @@ class CachedFunction(Generic[P, R]):
     def _bind(self, args: Any, kwargs: Any) -> dict[str, Any]:
         bound = self._signature.bind(*args, **kwargs)
         bound.apply_defaults()
-        return dict(bound.arguments)
+        arguments = dict(bound.arguments)
+        if self.receiver is not None:
+            instance = arguments.pop(self.receiver)
+            if self._self_key is not None:
+                arguments[self.receiver] = self._self_key(instance)
+        return arguments
+
+    def __get__(self, instance: Any, owner: Any = None) -> Any:
+        if instance is None or self.receiver is None:
+            return self
+        return BoundCachedMethod(self, instance)
 
     def _partition_tag(self, arguments: dict[str, Any]) -> str:
         values = "".join(
@@ -204,7 +225,7 @@ class CachedFunction(Generic[P, R]):
             return "key", encode_key(self.cache_id, arguments)
         return "tag", self._partition_tag(kwargs)
 
-    def invalidate(self, **kwargs: Any) -> None:
+    def invalidate(self, /, **kwargs: Any) -> None:
         """Invalidate the partition (or the one entry, or with no arguments the whole function)
         that these arguments name. O(1) on every adapter."""
         kind, target = self._plan(kwargs)
@@ -213,7 +234,7 @@ class CachedFunction(Generic[P, R]):
         else:
             self.cache.sync.invalidate_tags([target])  # type: ignore[list-item]
 
-    async def ainvalidate(self, **kwargs: Any) -> None:
+    async def ainvalidate(self, /, **kwargs: Any) -> None:
         """Async twin of `invalidate`."""
         kind, target = self._plan(kwargs)
         if kind == "key":
@@ -230,6 +251,52 @@ class CachedFunction(Generic[P, R]):
         await self.cache.invalidate_tags([self._function_tag])
 
 
+class BoundCachedMethod:
+    """A cached method bound to an instance: calls pass the instance to the function, and the
+    key leaves it out (or holds ``self_key(instance)``)."""
+
+    __slots__ = ("__func__", "__self__")
+
+    def __init__(self, function: CachedFunction[Any, Any], instance: Any) -> None:
+        self.__func__ = function
+        self.__self__ = instance
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self.__func__(self.__self__, *args, **kwargs)
+
+    def key_for(self, *args: Any, **kwargs: Any) -> str:
+        """The cache key of one call on this instance."""
+        return self.__func__.key_for(self.__self__, *args, **kwargs)
+
+    def uncached(self, *args: Any, **kwargs: Any) -> Any:
+        """Call the original method on this instance."""
+        return self.__func__.uncached(self.__self__, *args, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.__func__, name)
+
+    def __repr__(self) -> str:
+        return f"<bound cached method {self.__func__.cache_id} of {self.__self__!r}>"
+
+
+def _receiver(qualname: str, signature: inspect.Signature) -> str | None:
+    """``self``/``cls`` when the function is defined in a class body, else None."""
+    owner, _, _ = qualname.rpartition(".")
+    if not owner or owner.endswith("<locals>"):
+        return None
+    first = next(iter(signature.parameters.values()), None)
+    if first is None or first.name not in ("self", "cls"):
+        return None
+    if first.kind not in (first.POSITIONAL_ONLY, first.POSITIONAL_OR_KEYWORD):
+        return None
+    return first.name
+
+
+@overload
+def cached(function: Callable[P, R], /) -> CachedFunction[P, R]: ...
+
+
+@overload
 def cached(
     cache: BaseCacheAdapter | None = None,
     *,
@@ -238,11 +305,26 @@ def cached(
     name: str | None = None,
     stale_ttl: float | None = None,
     invalidates_on: Sequence[Any] = (),
-) -> Callable[[Callable[P, R]], CachedFunction[P, R]]:
-    """Cache a sync or async function's results per argument set.
+    self_key: Callable[[Any], Any] | None = None,
+) -> Callable[[Callable[P, R]], CachedFunction[P, R]]: ...
+
+
+def cached(
+    cache: Any = None,
+    *,
+    ttl: float | _Missing | None = MISSING,
+    partition: Sequence[str] = (),
+    name: str | None = None,
+    stale_ttl: float | None = None,
+    invalidates_on: Sequence[Any] = (),
+    self_key: Callable[[Any], Any] | None = None,
+) -> Any:
+    """Cache a sync or async function's results per argument set (``@cached`` or
+    ``@cached(...)``).
 
     ``partition`` names the parameters whose values form a partition; ``f.invalidate(**values)``
-    makes that partition stale in O(1). ``invalidates_on`` attaches `Rule`s.
+    makes that partition stale in O(1). ``invalidates_on`` attaches `Rule`s. On a method the
+    instance is not part of the key, unless ``self_key(instance)`` gives a value to key on.
     """
 
     def decorate(function: Callable[P, R]) -> CachedFunction[P, R]:
@@ -254,6 +336,12 @@ def cached(
             name=name,
             stale_ttl=stale_ttl,
             invalidates_on=invalidates_on,
+            self_key=self_key,
         )
 
+    if cache is not None and not isinstance(cache, BaseCacheAdapter):
+        if callable(cache):
+            function, cache = cache, None
+            return decorate(function)  # bare @cached
+        raise ConfigurationError(f"@cached(cache={cache!r}) needs a cache adapter")
     return decorate

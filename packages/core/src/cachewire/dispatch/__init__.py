@@ -1,9 +1,9 @@
-"""Dispatch: where rule work and tasks run."""
+"""Dispatch: the `Dispatcher` protocol, its options and context, the registry and the one error
+policy. The dispatchers themselves live in `cachewire.dispatchers` and in adapter packages."""
 
 from __future__ import annotations
 
-from cachewire.dispatch._base import Dispatcher, RuleKwargs
-from cachewire.dispatch._builtin import AsyncIODispatcher, InlineDispatcher, ThreadPoolDispatcher
+from cachewire.dispatch._base import FALLBACKS, DispatchContext, Dispatcher, Option, RuleKwargs
 from cachewire.dispatch._policy import resolve_raise_exception
 from cachewire.dispatch._registry import (
     ENTRY_POINT_GROUP,
@@ -11,24 +11,25 @@ from cachewire.dispatch._registry import (
     get_dispatcher,
     register_dispatcher,
     registered_dispatcher_names,
+    reset_dispatchers,
+    resolve_dispatcher,
 )
 from cachewire.dispatch._stats import DispatchStats, dispatch_stats
-from cachewire.dispatch._worker import arun_rules, run_rules
 
 __all__ = [
     "ENTRY_POINT_GROUP",
-    "AsyncIODispatcher",
+    "FALLBACKS",
+    "DispatchContext",
     "DispatchStats",
     "Dispatcher",
-    "InlineDispatcher",
+    "Option",
     "RuleKwargs",
-    "ThreadPoolDispatcher",
-    "arun_rules",
     "dispatch_stats",
     "dispatcher_class",
     "get_dispatcher",
     "register_dispatcher",
     "registered_dispatcher_names",
+    "reset_dispatchers",
+    "resolve_dispatcher",
     "resolve_raise_exception",
-    "run_rules",
 ]

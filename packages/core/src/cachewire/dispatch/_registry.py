@@ -1,27 +1,40 @@
-"""Dispatcher names: registered classes plus plugins found through entry points."""
+"""Dispatcher names and the one resolver: built-ins, registered classes and entry-point plugins."""
 
 from __future__ import annotations
 
+import importlib
 import threading
 from collections.abc import Mapping
 from importlib import metadata
 from typing import Any
 
+from cachewire._settings import Settings, add_settings_check, get_settings
 from cachewire.dispatch._base import Dispatcher
 from cachewire.errors import ConfigurationError, DispatcherUnavailableError
 
 __all__ = [
     "ENTRY_POINT_GROUP",
+    "dispatcher_class",
     "get_dispatcher",
     "register_dispatcher",
     "registered_dispatcher_names",
+    "reset_dispatchers",
+    "resolve_dispatcher",
 ]
 
 ENTRY_POINT_GROUP = "cachewire.dispatchers"
 
+# The dispatchers that ship with the core live in an upper layer and are imported on first use.
+_BUILTIN = {
+    "inline": "cachewire.dispatchers:InlineDispatcher",
+    "threadpool": "cachewire.dispatchers:ThreadPoolDispatcher",
+    "asyncio": "cachewire.dispatchers:AsyncIODispatcher",
+}
+
 _lock = threading.Lock()
 _classes: dict[str, type[Dispatcher]] = {}
-_instances: dict[tuple[Any, ...], Dispatcher] = {}
+# (class, config) -> (the settings it was built under, the instance)
+_instances: dict[tuple[Any, ...], tuple[Settings, Dispatcher]] = {}
 
 
 def register_dispatcher(cls: type[Dispatcher]) -> type[Dispatcher]:
@@ -46,7 +59,18 @@ def _entry_points() -> dict[str, metadata.EntryPoint]:
 
 def registered_dispatcher_names() -> list[str]:
     """Sorted names of every dispatcher, including plugins not loaded yet."""
-    return sorted(set(_classes) | set(_entry_points()))
+    return sorted(set(_BUILTIN) | set(_classes) | set(_entry_points()))
+
+
+def _load_builtin(name: str) -> type[Dispatcher] | None:
+    target = _BUILTIN.get(name)
+    if target is None:
+        return None
+    module, _, attribute = target.partition(":")
+    cls: type[Dispatcher] = getattr(importlib.import_module(module), attribute)
+    with _lock:
+        _classes.setdefault(name, cls)
+    return cls
 
 
 def _load_plugin(name: str) -> type[Dispatcher] | None:
@@ -77,30 +101,76 @@ def _load_plugin(name: str) -> type[Dispatcher] | None:
     return cls
 
 
-def dispatcher_class(spec: str | type[Dispatcher]) -> type[Dispatcher]:
-    """The class for a registered name (loading a plugin if needed) or the class itself."""
+def dispatcher_class(spec: str | type[Dispatcher] | Dispatcher) -> type[Dispatcher]:
+    """The class for a registered name (loading a built-in or plugin if needed), a class, or an
+    instance's class. `ConfigurationError` lists the known names when ``spec`` is unknown."""
+    if isinstance(spec, Dispatcher):
+        return type(spec)
     if isinstance(spec, type) and issubclass(spec, Dispatcher):
         return spec
     if isinstance(spec, str):
-        cls = _classes.get(spec) or _load_plugin(spec)
+        cls = _classes.get(spec) or _load_builtin(spec) or _load_plugin(spec)
         if cls is not None:
             return cls
+        raise ConfigurationError(
+            f"unknown dispatcher {spec!r}; known: {', '.join(registered_dispatcher_names())} "
+            f"(register a class with @register_dispatcher or an entry point in "
+            f"{ENTRY_POINT_GROUP!r})"
+        )
     raise ConfigurationError(
-        f"unknown dispatcher {spec!r}; known: {', '.join(registered_dispatcher_names())}"
+        f"dispatcher={spec!r} is not a dispatcher; pass a registered name, a Dispatcher subclass "
+        f"or an instance"
     )
 
 
-def get_dispatcher(
-    spec: str | type[Dispatcher], config: Mapping[str, Any] | None = None
+def resolve_dispatcher(
+    spec: str | type[Dispatcher] | Dispatcher, config: Mapping[str, Any] | None = None
 ) -> Dispatcher:
-    """A dispatcher instance for a name or subclass, built once per distinct config."""
+    """The dispatcher for a name, class or instance, built once per class and config and built
+    again when the settings change. Used by rules and tasks alike."""
+    if isinstance(spec, Dispatcher):
+        return spec
     cls = dispatcher_class(spec)
     config = dict(config or {})
     key = (cls, tuple(sorted((k, repr(v)) for k, v in config.items())))
+    settings = get_settings()
     with _lock:
-        instance = _instances.get(key)
-    if instance is None:
-        instance = cls(**config)
-        with _lock:
-            instance = _instances.setdefault(key, instance)
+        known = _instances.get(key)
+    if known is not None and known[0] is settings:
+        return known[1]
+    instance = cls(**config)
+    with _lock:
+        known = _instances.get(key)
+        if known is not None and known[0] is settings:
+            return known[1]
+        _instances[key] = (settings, instance)
     return instance
+
+
+#: The earlier name of `resolve_dispatcher`.
+get_dispatcher = resolve_dispatcher
+
+
+def reset_dispatchers() -> None:
+    """Forget built instances (tests); registered classes stay."""
+    with _lock:
+        _instances.clear()
+
+
+def _check_settings(settings: Settings) -> None:
+    """Validate dispatcher names and blocks when settings are configured."""
+    if settings.default_dispatcher is not None:
+        dispatcher_class(settings.default_dispatcher)
+    for name, block in settings.dispatcher_settings.items():
+        if not isinstance(block, Mapping):
+            raise ConfigurationError(
+                f"dispatcher_settings[{name!r}] must be a mapping of UPPER-CASE options"
+            )
+        try:
+            cls = dispatcher_class(name)
+        except DispatcherUnavailableError:
+            continue  # the framework is missing here; the block is checked where it is used
+        cls.check_config(block, where=f"dispatcher_settings[{name!r}]")
+
+
+add_settings_check(_check_settings)

@@ -21,6 +21,12 @@ class DispatchStats:
     #: rule errors re-raised to the runtime because the policy resolved to True
     rule_errors_raised: int = 0
     unknown_rules: int = 0
+    #: `changed()` calls for a model no rule knows (each model is also logged once)
+    unknown_models: int = 0
+    #: messages a worker entry refused (malformed, newer major version, wrong kind)
+    rejected_messages: int = 0
+    #: rule work run inline because its dispatcher failed and its fallback says so
+    fallbacks: int = 0
     _lock: threading.Lock = attrs.field(factory=threading.Lock, repr=False, alias="_lock")
 
     def bump(self, name: str, amount: int = 1) -> None:

@@ -2,29 +2,28 @@
 
 from __future__ import annotations
 
+from cachewire.rules._apply import arun_rules, run_rules
 from cachewire.rules._changes import ChangeBatch, changed, collect, current_batch
-from cachewire.rules._payload import (
-    PAYLOAD_VERSION,
-    decode_payload,
-    decode_value,
-    encode_payload,
-    encode_value,
+from cachewire.rules._rule import (
+    InvalidationRule,
+    Rule,
+    get_rule,
+    model_label,
+    rules_for_model,
+    unregister_all,
 )
-from cachewire.rules._rule import InvalidationRule, Rule, get_rule, model_label, rules_for_model
 
 __all__ = [
-    "PAYLOAD_VERSION",
     "ChangeBatch",
     "InvalidationRule",
     "Rule",
+    "arun_rules",
     "changed",
     "collect",
     "current_batch",
-    "decode_payload",
-    "decode_value",
-    "encode_payload",
-    "encode_value",
     "get_rule",
     "model_label",
     "rules_for_model",
+    "run_rules",
+    "unregister_all",
 ]

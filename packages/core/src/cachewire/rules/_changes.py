@@ -7,42 +7,60 @@ import contextlib
 import contextvars
 import json
 import logging
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 import attrs
 
 from cachewire._settings import get_settings
-from cachewire.dispatch._base import Dispatcher
-from cachewire.dispatch._policy import resolve_raise_exception
-from cachewire.dispatch._stats import dispatch_stats
-from cachewire.errors import CachewireError, DispatchError
-from cachewire.rules._payload import encode_value
-from cachewire.rules._rule import Rule, rules_for_model
+from cachewire.dispatch import (
+    DispatchContext,
+    Dispatcher,
+    dispatch_stats,
+    resolve_dispatcher,
+    resolve_raise_exception,
+)
+from cachewire.errors import CachewireError, ConfigurationError, DispatchError
+from cachewire.rules._apply import run_rules
+from cachewire.rules._rule import (
+    OldValues,
+    Rule,
+    model_label,
+    report_unknown_model,
+    rules_for_model,
+)
+from cachewire.wire import encode_value
 
 __all__ = ["ChangeBatch", "changed", "collect", "current_batch"]
 
 logger = logging.getLogger("cachewire.rules")
 
-EVENTS = ("save", "delete")
+#: What `changed(event=...)` accepts: "save" means create-or-update (the caller does not know).
+CHANGE_EVENTS = ("create", "update", "delete", "save")
 _PLAIN = frozenset({int, str, bool, type(None)})
 
 
-def _old_kwargs(rule: Rule, old: Any, new_kwargs: Mapping[str, Any]) -> dict[str, Any]:
+def _old_state(old: Any, new: Any) -> Any:
+    """The old state a rule reads: the old object itself, or the given old values over ``new``."""
+    if old is None or type(old) is OldValues:
+        return old
     if isinstance(old, Mapping):
-        # A mapping of old values may name only the attributes that changed.
-        return {
-            param: (old[path] if path in old else new_kwargs[param])
-            for param, path in rule.field_mapping.items()
-        }
-    return rule.kwargs_for(old)
+        return OldValues(old, new)
+    return old
 
 
 @attrs.define
 class ChangeBatch:
-    """Rule work gathered until `flush` (sent once per distinct rule and arguments)."""
+    """Rule work gathered until `flush`, sent once per distinct rule and arguments.
 
-    loop: asyncio.AbstractEventLoop | None = None
+    Framework adapters open one per transaction (``ChangeBatch(using="default")``), feed it with
+    `record`, and `flush` it when the transaction commits or `discard` it when it rolls back.
+    ``origin``, ``using`` and ``loop`` reach each dispatcher in its `DispatchContext`.
+    """
+
+    origin: str | None = None
+    using: str | None = None
+    loop: asyncio.AbstractEventLoop | None = attrs.field(factory=lambda: _running_loop())
     _work: dict[tuple[str, str], tuple[Rule, dict[str, Any]]] = attrs.field(factory=dict)
 
     def __len__(self) -> int:
@@ -62,14 +80,41 @@ class ChangeBatch:
             identity = json.dumps(encoded, sort_keys=True)
         self._work.setdefault((rule_id, identity), (rule, kwargs))
 
+    def record(
+        self,
+        model: Any,
+        obj: Any,
+        *,
+        old: Any = None,
+        event: str = "save",
+        update_fields: Iterable[str] | None = None,
+    ) -> int:
+        """Queue the rule work of one change of ``obj`` (of ``model``); returns how many
+        invalidations were new to this batch. See `changed` for the other arguments."""
+        if event not in CHANGE_EVENTS:
+            raise ConfigurationError(f"changed(event={event!r}) must be one of {CHANGE_EVENTS}")
+        rules = rules_for_model(model)
+        if not rules:
+            dispatch_stats.bump("unknown_models")
+            report_unknown_model(model_label(model))
+            return 0
+        old_state = _old_state(old, obj)
+        before = len(self._work)
+        for rule in rules:
+            for kwargs in rule.invalidations(
+                obj, old=old_state, event=event, update_fields=update_fields
+            ):
+                self.add(rule, kwargs)
+        return len(self._work) - before
+
     def discard(self) -> None:
         """Drop the gathered work (the change was rolled back)."""
         self._work.clear()
 
     def flush(self) -> None:
         """Send the gathered work: one `dispatch` per dispatcher group, or per rule if that
-        dispatcher does not batch. A failing dispatch is logged and counted, and raises only when
-        the rules' raise-exception policy says so."""
+        dispatcher does not batch. A failing dispatch is logged and counted, falls back as its
+        dispatcher is configured, and raises only when the rules' error policy says so."""
         work, self._work = self._work, {}
         groups: dict[tuple[Any, ...], tuple[Dispatcher, dict[str, Rule], dict[str, list[Any]]]] = {}
         for rule, kwargs in work.values():
@@ -83,11 +128,45 @@ class ChangeBatch:
         errors: list[BaseException] = []
         for dispatcher, rules, rule_kwargs in groups.values():
             try:
-                _send(dispatcher, rules, rule_kwargs, self.loop)
+                self._send(dispatcher, rules, rule_kwargs)
             except BaseException as exc:  # keep sending the other groups, then raise
                 errors.append(exc)
         if errors:
             raise errors[0]
+
+    def _send(
+        self, dispatcher: Dispatcher, rules: dict[str, Rule], rule_kwargs: dict[str, list[Any]]
+    ) -> None:
+        rule_ids = list(rules)
+        raise_exception = resolve_raise_exception(rules.values(), dispatcher.name)
+        context = DispatchContext(
+            origin=self.origin, using=self.using, loop=self.loop, raise_exception=raise_exception
+        )
+        try:
+            # Every argument was checked for the wire when it was added, so nothing fails in a
+            # worker for that reason.
+            dispatcher.dispatch(rule_ids=rule_ids, rule_kwargs=rule_kwargs, context=context)
+            dispatch_stats.bump("dispatched", len(rule_ids))
+        except Exception as exc:
+            dispatch_stats.bump("dispatch_errors")
+            logger.error(
+                "dispatching rules %s through %r failed: %s",
+                rule_ids,
+                dispatcher.name,
+                exc,
+                exc_info=exc,
+            )
+            if dispatcher.option("fallback") == "inline":
+                dispatch_stats.bump("fallbacks")
+                logger.warning("running rules %s inline instead", rule_ids)
+                run_rules(rule_ids, rule_kwargs, dispatcher_name=dispatcher.name)
+                return
+            if raise_exception:
+                if isinstance(exc, CachewireError):
+                    raise
+                raise DispatchError(
+                    f"dispatching rules {rule_ids} through {dispatcher.name!r} failed: {exc}"
+                ) from exc
 
 
 def _dispatcher_for(rule: Rule) -> Dispatcher:
@@ -96,40 +175,10 @@ def _dispatcher_for(rule: Rule) -> Dispatcher:
     known = rule._dispatcher
     if known is not None and known[0] is settings:
         return known[1]  # type: ignore[no-any-return]
-    from cachewire.dispatch import get_dispatcher
-
     spec = rule.dispatcher if rule.dispatcher is not None else settings.default_dispatcher
-    dispatcher = get_dispatcher(spec, rule.dispatcher_config)
+    dispatcher = resolve_dispatcher(spec, rule.dispatcher_config)
     rule._dispatcher = (settings, dispatcher)
     return dispatcher
-
-
-def _send(
-    dispatcher: Dispatcher,
-    rules: dict[str, Rule],
-    rule_kwargs: dict[str, list[Any]],
-    loop: asyncio.AbstractEventLoop | None,
-) -> None:
-    rule_ids = list(rules)
-    try:
-        # Every argument was checked for the wire when it was added, so nothing fails in a worker.
-        dispatcher.dispatch(rule_ids=rule_ids, rule_kwargs=rule_kwargs, loop=loop)
-        dispatch_stats.bump("dispatched", len(rule_ids))
-    except Exception as exc:
-        dispatch_stats.bump("dispatch_errors")
-        logger.error(
-            "dispatching rules %s through %r failed: %s",
-            rule_ids,
-            dispatcher.name,
-            exc,
-            exc_info=exc,
-        )
-        if resolve_raise_exception(rules.values(), dispatcher.name):
-            if isinstance(exc, CachewireError):
-                raise
-            raise DispatchError(
-                f"dispatching rules {rule_ids} through {dispatcher.name!r} failed: {exc}"
-            ) from exc
 
 
 _current: contextvars.ContextVar[ChangeBatch | None] = contextvars.ContextVar(
@@ -143,7 +192,7 @@ def current_batch() -> ChangeBatch | None:
 
 
 @contextlib.contextmanager
-def collect() -> Iterator[ChangeBatch]:
+def collect(*, origin: str | None = None, using: str | None = None) -> Iterator[ChangeBatch]:
     """Gather the rule work of every `changed()` inside the block and send it once at the end.
 
     Nested blocks join the outermost one. If the block raises, the gathered work is discarded.
@@ -152,7 +201,7 @@ def collect() -> Iterator[ChangeBatch]:
     if outer is not None:
         yield outer
         return
-    batch = ChangeBatch(loop=_running_loop())
+    batch = ChangeBatch(origin=origin, using=using)
     token = _current.set(batch)
     try:
         yield batch
@@ -171,26 +220,29 @@ def _running_loop() -> asyncio.AbstractEventLoop | None:
         return None
 
 
-def changed(model: Any, obj: Any, *, old: Any = None, event: str = "save") -> int:
-    """Record that ``obj`` (of ``model``) was saved or deleted; returns the invalidations queued.
+def changed(
+    model: Any,
+    obj: Any,
+    *,
+    old: Any = None,
+    event: str = "save",
+    update_fields: Iterable[str] | None = None,
+) -> int:
+    """Record that ``obj`` (of ``model``) was created, updated or deleted; returns the
+    invalidations queued.
 
-    Rules are evaluated against the new object and, when ``old`` is given (an object or a mapping
-    of old attribute values), against the old values too, so moving a row between partitions
-    invalidates both. Outside `collect()` the work is sent at once.
+    ``event`` is "create", "update", "delete", or "save" (create or update: the caller cannot
+    tell). Rules are evaluated against the new object and, when ``old`` is given (the old object,
+    or a mapping of old values by path or attribute name), against the old state too, so moving
+    a row between partitions invalidates both. ``update_fields`` (the fields a save wrote) narrows
+    ``watch_fields``. Inside `collect()` the work joins its batch; outside it is sent at once.
+    Raises `RulePathError` when a rule's path does not exist on ``obj``. A model no rule knows is
+    logged once and counted (``unknown_models``).
     """
-    if event not in EVENTS:
-        raise CachewireError(f"changed(event={event!r}) must be one of {EVENTS}")
     batch = _current.get()
-    own = batch is None
-    if batch is None:
-        batch = ChangeBatch(loop=_running_loop())
-    before = len(batch)
-    for rule in rules_for_model(model):
-        kwargs = rule.kwargs_for(obj)
-        batch.add(rule, kwargs)
-        if old is not None:
-            batch.add(rule, _old_kwargs(rule, old, kwargs))
-    queued = len(batch) - before
-    if own:
-        batch.flush()
+    if batch is not None:
+        return batch.record(model, obj, old=old, event=event, update_fields=update_fields)
+    batch = ChangeBatch()
+    queued = batch.record(model, obj, old=old, event=event, update_fields=update_fields)
+    batch.flush()
     return queued

@@ -49,11 +49,12 @@ class TaskContext:
     message: TaskMessage | None = attrs.field(default=None, repr=False, eq=False)
 
     @classmethod
-    def for_message(cls, message: TaskMessage) -> TaskContext:
-        """The context of running ``message`` in this thread."""
+    def for_message(cls, message: TaskMessage, *, worker_id: str | None = None) -> TaskContext:
+        """The context of running ``message`` in this thread; ``worker_id`` is the runtime's
+        name for this worker (default: ``host:pid:thread``)."""
         return cls(
             uuid=message.uuid,
-            worker_id=current_worker_id(),
+            worker_id=worker_id or current_worker_id(),
             attempt=message.attempt,
             queue=message.queue,
             task_name=message.name,

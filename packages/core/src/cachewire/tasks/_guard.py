@@ -15,10 +15,14 @@ from collections.abc import Iterator
 from typing import Any, Literal
 
 from cachewire.errors import CacheBackendError, ConfigurationError
+from cachewire.tasks._context import count
 
 __all__ = ["Guard", "LocalGuard", "RedisGuard", "resolve_guard"]
 
 Outcome = Literal["accepted", "queued", "discarded"]
+
+#: What a shared guard does when its Redis cannot be reached (see `RedisGuard`).
+UNAVAILABLE_POLICIES = ("raise", "run", "local")
 
 logger = logging.getLogger("cachewire.tasks")
 
@@ -105,19 +109,45 @@ class RedisGuard(Guard):
     The running marker is a lease of ``lease_seconds``, renewed every third of it while the run
     goes on (`keep_alive`): a runner that crashes stops renewing, so the key unblocks at most one
     lease later.
+
+    ``when_unavailable`` says what a submission does while Redis cannot be reached (each call
+    waits at most ``socket_timeout``): ``"raise"`` (the default) refuses it with
+    `CacheBackendError`; ``"run"`` admits it, so duplicates may run side by side until Redis is
+    back; ``"local"`` applies the policy within this process only. The last two log a warning
+    and count ``guard_unavailable`` in `task_stats`.
     """
 
     def __init__(
-        self, url: str, *, prefix: str = "cachewire:guard:", lease_seconds: float = 300.0
+        self,
+        url: str,
+        *,
+        prefix: str = "cachewire:guard:",
+        lease_seconds: float = 300.0,
+        when_unavailable: str = "raise",
+        socket_timeout: float = 5.0,
     ) -> None:
-        import redis
+        try:
+            import redis
+        except ModuleNotFoundError as exc:
+            raise ConfigurationError(
+                "RedisGuard needs redis-py: install the extra with `pip install cachewire[redis]`"
+            ) from exc
 
         if lease_seconds <= 0:
             raise ConfigurationError(f"lease_seconds must be > 0, got {lease_seconds!r}")
+        if when_unavailable not in UNAVAILABLE_POLICIES:
+            raise ConfigurationError(
+                f"RedisGuard(when_unavailable={when_unavailable!r}) must be one of "
+                f"{UNAVAILABLE_POLICIES}"
+            )
         self.url = url
         self.prefix = prefix
         self.lease_ms = int(lease_seconds * 1000)
-        self._client: Any = redis.Redis.from_url(url)
+        self.when_unavailable = when_unavailable
+        self._fallback = LocalGuard()
+        self._client: Any = redis.Redis.from_url(
+            url, socket_timeout=socket_timeout, socket_connect_timeout=socket_timeout
+        )
         self._admit = self._client.register_script(_ADMIT)
         self._finish = self._client.register_script(_FINISH)
 
@@ -153,13 +183,29 @@ class RedisGuard(Guard):
     def _keys(self, key: str) -> list[str]:
         return [f"{self.prefix}{key}:run", f"{self.prefix}{key}:held"]
 
+    def _unavailable(self, exc: Exception, key: str) -> None:
+        """Raise, or log and count, as ``when_unavailable`` says."""
+        if self.when_unavailable == "raise":
+            raise CacheBackendError(f"task guard at {self.url} failed: {exc}") from exc
+        count("guard_unavailable")
+        logger.warning(
+            "task guard at %s is unavailable (%s); %s for %s",
+            self.url,
+            exc,
+            "running the call" if self.when_unavailable == "run" else "guarding in this process",
+            key,
+        )
+
     def admit(self, key: str, policy: str, message_json: str) -> Outcome:
         import redis
 
         try:
             outcome = self._admit(keys=self._keys(key), args=[policy, message_json, self.lease_ms])
         except redis.RedisError as exc:
-            raise CacheBackendError(f"task guard at {self.url} failed: {exc}") from exc
+            self._unavailable(exc, key)
+            if self.when_unavailable == "run":
+                return "accepted"
+            return self._fallback.admit(key, policy, message_json)
         text = outcome.decode() if isinstance(outcome, bytes) else str(outcome)
         if text not in ("accepted", "queued", "discarded"):
             raise CacheBackendError(f"task guard at {self.url} answered {text!r}")
@@ -168,10 +214,15 @@ class RedisGuard(Guard):
     def finish(self, key: str) -> str | None:
         import redis
 
+        if self.when_unavailable == "local":
+            held = self._fallback.finish(key)
+            if held is not None:
+                return held
         try:
             nxt = self._finish(keys=self._keys(key), args=[self.lease_ms])
         except redis.RedisError as exc:
-            raise CacheBackendError(f"task guard at {self.url} failed: {exc}") from exc
+            self._unavailable(exc, key)
+            return None
         if nxt is None:
             return None
         return nxt.decode() if isinstance(nxt, bytes) else str(nxt)

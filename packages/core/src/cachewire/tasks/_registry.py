@@ -44,7 +44,9 @@ class TaskRegistry:
         """Add a task; raises `ConfigurationError` if another callable holds its name."""
         with self._lock:
             current = self._tasks.get(task.name)
-            if current is not None and current.func is not task.func:
+            # The same function defined again (a module reload, a notebook cell run again)
+            # replaces the old task; another function under the same name is an error.
+            if current is not None and _qualified(current.func) != _qualified(task.func):
                 raise ConfigurationError(
                     f"task name {task.name!r} is already registered for {current.func!r}; "
                     f"pass name= to @task to pick another"
@@ -76,6 +78,19 @@ class TaskRegistry:
     def __repr__(self) -> str:
         label = "default" if self is default_registry else (self.name or hex(id(self)))
         return f"<TaskRegistry {label}: {len(self._tasks)} tasks>"
+
+
+def _qualified(func: object) -> tuple[object, ...]:
+    """What identifies a function across re-definitions: module and qualified name, plus
+    where it starts when that name is not unique (a lambda, a function inside another)."""
+    qualname = getattr(func, "__qualname__", None)
+    if qualname is None:
+        return (func,)
+    identity: tuple[object, ...] = (getattr(func, "__module__", None), qualname)
+    if "<" in qualname:
+        code = getattr(func, "__code__", None)
+        identity += (getattr(code, "co_filename", None), getattr(code, "co_firstlineno", None))
+    return identity
 
 
 #: The registry `@task` uses when given none.

@@ -145,6 +145,7 @@ def run_task(
     *,
     registry: TaskRegistry | None = None,
     raise_errors: bool = False,
+    worker_id: str | None = None,
 ) -> Any:
     """Run one message in this thread and return the task's result.
 
@@ -159,9 +160,15 @@ def run_task(
         return None
     if task_obj.is_async:
         return _run_coroutine(
-            functools.partial(arun_task, message, registry=registry, raise_errors=raise_errors)
+            functools.partial(
+                arun_task,
+                message,
+                registry=registry,
+                raise_errors=raise_errors,
+                worker_id=worker_id,
+            )
         )
-    ctx = TaskContext.for_message(message)
+    ctx = TaskContext.for_message(message, worker_id=worker_id)
     call: Callable[[], Any] = functools.partial(
         task_obj.func, *_call_args(ctx, message), **message.kwargs
     )
@@ -177,18 +184,20 @@ async def arun_task(
     *,
     registry: TaskRegistry | None = None,
     raise_errors: bool = False,
+    worker_id: str | None = None,
 ) -> Any:
     """Run one message on the running loop and return the task's result.
 
     A ``timeout`` (seconds, > 0) cancels the run and raises `TaskTimeoutError`; sync bodies run
     in a worker thread, which a timeout abandons rather than stops. Failures are logged and
     counted, then re-raised when ``raise_errors`` is true; otherwise the result is None.
+    ``worker_id`` is the runtime's name for this worker, for the bind context.
     """
     message = _decode(message)
     task_obj = _lookup(message, registry, raise_errors)
     if task_obj is None:
         return None
-    ctx = TaskContext.for_message(message)
+    ctx = TaskContext.for_message(message, worker_id=worker_id)
     args = _call_args(ctx, message)
 
     async def body() -> Any:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import importlib
 import inspect
 import logging
 import math
@@ -11,8 +10,8 @@ import threading
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Concatenate, Generic, Literal, ParamSpec, TypeVar, overload
 
-from cachewire._settings import get_settings
-from cachewire.dispatch._base import Dispatcher
+from cachewire._settings import TASK_OPTION_DEFAULTS, get_settings
+from cachewire.dispatch import Dispatcher, dispatcher_class, resolve_dispatcher
 from cachewire.errors import ConfigurationError, DispatchError
 from cachewire.tasks._context import SubmitResult, TaskContext, count
 from cachewire.tasks._guard import Guard, LocalGuard, resolve_guard
@@ -41,105 +40,29 @@ UNSET: Any = _Unset()
 #: Options `apply_async` accepts; each wins over the decorator, which wins over settings.
 OPTION_NAMES = ("queue", "bind", "on_duplicate", "timeout", "dispatcher", "labels")
 
-_BUILTIN_DEFAULTS: dict[str, Any] = {
-    "queue": None,
-    "bind": False,
-    "on_duplicate": "parallel",
-    "timeout": None,
-    "labels": {},
-}
 
 # Dispatchers given per call as instances cannot travel in a message; the held message's
 # dispatcher is remembered here so the runner can release it through the same one.
 _held_dispatchers: dict[str, Dispatcher] = {}
 _held_lock = threading.Lock()
 
-# name -> (the settings it was built under, the dispatcher); rebuilt when settings change.
-_resolved: dict[str, tuple[Any, Dispatcher]] = {}
-_resolved_lock = threading.Lock()
-
 
 def _settings_default(option: str) -> Any:
     settings = get_settings()
     if option == "dispatcher":
         return settings.default_dispatcher
-    defaults = settings.task_defaults
-    unknown = sorted(set(defaults) - set(_BUILTIN_DEFAULTS))
-    if unknown:
-        raise ConfigurationError(
-            f"configure(task_defaults=...) has unknown option(s) {unknown}; valid ones are "
-            f"{sorted(_BUILTIN_DEFAULTS)} (set the dispatcher with default_dispatcher)"
-        )
-    return defaults.get(option, _BUILTIN_DEFAULTS[option])
-
-
-def _all_dispatcher_classes() -> list[type[Dispatcher]]:
-    found: list[type[Dispatcher]] = []
-    pending = list(Dispatcher.__subclasses__())
-    while pending:
-        cls = pending.pop()
-        found.append(cls)
-        pending.extend(cls.__subclasses__())
-    return found
-
-
-def _dispatcher_class(spec: Any) -> type[Dispatcher] | None:
-    if isinstance(spec, Dispatcher):
-        return type(spec)
-    if isinstance(spec, type) and issubclass(spec, Dispatcher):
-        return spec
-    if isinstance(spec, str):
-        for cls in _all_dispatcher_classes():
-            if cls.name == spec:
-                return cls
-    return None
+    return settings.task_defaults.get(option, TASK_OPTION_DEFAULTS[option])
 
 
 def _enforcing_names() -> list[str]:
-    return sorted({c.name for c in _all_dispatcher_classes() if c.name and c.can_enforce_timeout})
-
-
-def resolve_dispatcher(spec: Any) -> Dispatcher:
-    """A dispatcher from a name, a `Dispatcher` class or instance; `ConfigurationError` if unknown.
-
-    Names go through the dispatcher registry and are reused until the settings change.
-    """
-    if isinstance(spec, Dispatcher):
-        return spec
-    if isinstance(spec, type) and issubclass(spec, Dispatcher):
-        return spec()
-    if not isinstance(spec, str):
-        raise ConfigurationError(
-            f"dispatcher={spec!r} is not a dispatcher; pass a registered name, a Dispatcher "
-            f"subclass or an instance"
-        )
-    settings = get_settings()
-    with _resolved_lock:
-        entry = _resolved.get(spec)
-    if entry is not None and entry[0] is settings:
-        return entry[1]
-    # The dispatcher registry is optional here: without it, registered subclasses are found
-    # by their `name`.
-    get_dispatcher = getattr(importlib.import_module("cachewire.dispatch"), "get_dispatcher", None)
-    if get_dispatcher is None:
-        cls = _dispatcher_class(spec)
-        if cls is None:
-            raise ConfigurationError(f"no dispatcher named {spec!r} is registered")
-        found = cls()
-    else:
-        try:
-            found = get_dispatcher(spec, {})
-        except ConfigurationError:
-            # Subclasses defined in the application (and in tests) count as registered by name.
-            cls = _dispatcher_class(spec)
-            if cls is None:
-                raise
-            found = cls()
-        if not isinstance(found, Dispatcher):
-            raise ConfigurationError(f"dispatcher {spec!r} resolved to {found!r}, not a Dispatcher")
-    with _resolved_lock:
-        _resolved[spec] = (settings, found)
-    return found
+    found: set[str] = set()
+    pending = list(Dispatcher.__subclasses__())
+    while pending:
+        cls = pending.pop()
+        if cls.name and cls.can_enforce_timeout:
+            found.add(cls.name)
+        pending.extend(cls.__subclasses__())
+    return sorted(found)
 
 
 def _check_timeout(timeout: Any, where: str) -> None:
@@ -154,8 +77,8 @@ def _check_timeout(timeout: Any, where: str) -> None:
 def _check_enforceable(timeout: Any, dispatcher: Any, where: str) -> None:
     if not timeout:
         return
-    cls = _dispatcher_class(dispatcher)
-    if cls is None or cls.can_enforce_timeout:
+    cls = dispatcher_class(dispatcher)
+    if cls.can_enforce_timeout:
         return
     names = _enforcing_names()
     raise ConfigurationError(
@@ -214,8 +137,10 @@ class Task(Generic[P, R]):
         if isinstance(dispatcher, type) and issubclass(dispatcher, Dispatcher):
             # One instance per task, so a pool or loop-bound dispatcher is not rebuilt per submit.
             dispatcher = dispatcher()
-        if timeout is not UNSET and dispatcher is not UNSET:
-            _check_enforceable(timeout, dispatcher, where)
+        if dispatcher is not UNSET:
+            dispatcher_class(dispatcher)  # an unknown name fails here, not at the first submit
+            if timeout is not UNSET:
+                _check_enforceable(timeout, dispatcher, where)
         self.func = func
         self.name = name
         self.is_async = inspect.iscoroutinefunction(func)
@@ -449,13 +374,19 @@ def task(
     labels: Mapping[str, Any] = UNSET,
     name: str | None = None,
     guard: Any = UNSET,
+    **unknown: Any,
 ) -> Any:
     """Make a sync or async function a `Task`, registered under ``name`` or ``module.qualname``.
 
     Options not given fall back to settings (``default_dispatcher``, ``task_guard``, ...).
-    Raises `ConfigurationError` for an invalid option, a lambda/local function without ``name``,
-    or a ``timeout`` the known dispatcher cannot enforce.
+    Raises `ConfigurationError` for an unknown or invalid option, an unknown dispatcher, a
+    lambda/local function without ``name``, or a ``timeout`` the dispatcher cannot enforce.
     """
+    if unknown:
+        raise ConfigurationError(
+            f"unknown @task option(s) {sorted(unknown)}; valid options are "
+            f"{[*OPTION_NAMES, 'registry', 'middlewares', 'name', 'guard']}"
+        )
 
     def wrap(f: Callable[..., Any]) -> Task[..., Any]:
         return Task(

@@ -1,13 +1,26 @@
-"""Conformance suites that cache adapters and dispatchers (ours and third parties') run.
+"""Public test support for cachewire and its adapters (install ``cachewire[testing]``).
 
-The classes here are abstract test classes: subclass them in a module pytest collects, name the
-subclass ``Test...`` and override the fixtures they declare.
+- Conformance suites: abstract test classes that cache adapters and dispatchers (ours and third
+  parties') run. Subclass one in a module pytest collects, name the subclass ``Test...`` and
+  override the fixtures it declares.
+- Helpers: `reset_state`, `override_settings`, `require_service`, `redis_namespace`,
+  `unique_name` and `TcpProxy` (cut a broker off without touching the machine's service).
 """
 
 from __future__ import annotations
 
 from cachewire.testing._cache_contract import CacheAdapterContract
 from cachewire.testing._dispatcher_contract import DispatcherContract, RecordingFunction
+from cachewire.testing._helpers import (
+    TcpProxy,
+    in_ci,
+    override_settings,
+    redis_namespace,
+    require_service,
+    reset_state,
+    service_reachable,
+    unique_name,
+)
 from cachewire.testing._task_contract import TaskDispatchContract
 
 __all__ = [
@@ -15,4 +28,12 @@ __all__ = [
     "DispatcherContract",
     "RecordingFunction",
     "TaskDispatchContract",
+    "TcpProxy",
+    "in_ci",
+    "override_settings",
+    "redis_namespace",
+    "require_service",
+    "reset_state",
+    "service_reachable",
+    "unique_name",
 ]

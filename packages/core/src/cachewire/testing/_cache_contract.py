@@ -18,7 +18,7 @@ from typing import Any, ClassVar
 
 import pytest
 
-from cachewire.cache._base import BaseCacheAdapter
+from cachewire.cache import BaseCacheAdapter
 from cachewire.errors import ConfigurationError, ReentrantCallError
 
 __all__ = ["CacheAdapterContract"]

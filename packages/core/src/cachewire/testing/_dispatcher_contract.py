@@ -22,12 +22,12 @@ from typing import Any, ClassVar
 import pytest
 
 from cachewire._settings import configure, get_settings
-from cachewire.dispatch import dispatch_stats, get_dispatcher
-from cachewire.dispatch._base import Dispatcher
-from cachewire.errors import ConfigurationError, DispatchError
-from cachewire.rules import Rule, changed, collect
-from cachewire.rules._rule import unregister_all
+from cachewire.dispatch import DispatchContext, Dispatcher, dispatch_stats, resolve_dispatcher
+from cachewire.errors import ConfigurationError, DispatchError, PayloadError
+from cachewire.rules import Rule, changed, collect, unregister_all
 from cachewire.testing._task_contract import TaskDispatchContract
+from cachewire.wire import encode_envelope
+from cachewire.worker import run_work
 
 __all__ = ["DispatcherContract", "RecordingFunction"]
 
@@ -115,7 +115,7 @@ class DispatcherContract(TaskDispatchContract):
     def test_batching_flag(self, dispatcher: Any, dispatcher_config: dict[str, Any]) -> None:
         if self.expect_batching is None:
             pytest.skip("expect_batching is not set for this dispatcher")
-        instance = get_dispatcher(dispatcher, dispatcher_config)
+        instance = resolve_dispatcher(dispatcher, dispatcher_config)
         assert instance.supports_batching is self.expect_batching
 
     @pytest.mark.parametrize(
@@ -145,9 +145,13 @@ class DispatcherContract(TaskDispatchContract):
         wait_idle: WaitIdle,
         caplog: pytest.LogCaptureFixture,
     ) -> None:
-        instance = get_dispatcher(dispatcher, dispatcher_config)
+        instance = resolve_dispatcher(dispatcher, dispatcher_config)
         with caplog.at_level(logging.ERROR):
-            instance.dispatch(rule_ids=["contract.missing"], rule_kwargs={"contract.missing": [{}]})
+            instance.dispatch(
+                rule_ids=["contract.missing"],
+                rule_kwargs={"contract.missing": [{}]},
+                context=DispatchContext(),
+            )
             await wait_idle()
         assert dispatch_stats.snapshot()["unknown_rules"] == 1
         assert "contract.missing" in caplog.text
@@ -166,7 +170,7 @@ class DispatcherContract(TaskDispatchContract):
         self, dispatcher: Any, dispatcher_config: dict[str, Any], monkeypatch: pytest.MonkeyPatch
     ) -> None:
         self._rule(dispatcher, dispatcher_config)
-        cls = type(get_dispatcher(dispatcher, dispatcher_config))
+        cls = type(resolve_dispatcher(dispatcher, dispatcher_config))
 
         def broken(self: Dispatcher, **kwargs: Any) -> None:
             raise ConnectionError("runtime unreachable")
@@ -197,3 +201,48 @@ class DispatcherContract(TaskDispatchContract):
             pass  # inline runtimes raise into the change itself
         # Wherever the work ran, the worker re-raised the error to its runtime.
         assert dispatch_stats.snapshot()["rule_errors_raised"] == 1
+
+    def test_worker_entry_rejects_what_it_cannot_read(
+        self, dispatcher: Any, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        name = resolve_dispatcher(dispatcher).name
+        bad: list[str | bytes] = [b"not json", "[1, 2]", encode_envelope("rules", {"rule_ids": 5})]
+        with caplog.at_level(logging.ERROR):
+            for body in bad:
+                with pytest.raises(PayloadError):
+                    run_work(body, dispatcher_name=name)
+        assert dispatch_stats.snapshot()["rejected_messages"] == len(bad)
+
+    def test_worker_entry_refuses_a_newer_major_version(self, dispatcher: Any) -> None:
+        name = resolve_dispatcher(dispatcher).name
+        newer = '{"kind": "rules", "v": [99, 0], "body": {}}'
+        with pytest.raises(PayloadError, match="upgrade"):
+            run_work(newer, dispatcher_name=name)
+        assert dispatch_stats.snapshot()["rejected_messages"] == 1
+
+    def test_worker_entry_accepts_a_newer_minor_version(
+        self, dispatcher: Any, dispatcher_config: dict[str, Any]
+    ) -> None:
+        target = self._rule(dispatcher, dispatcher_config)
+        rule_id = next(iter(_rules_of(target)))
+        name = resolve_dispatcher(dispatcher, dispatcher_config).name
+        newer = {
+            "kind": "rules",
+            "v": [1, 99],
+            "body": {
+                "rule_ids": [rule_id],
+                "rule_kwargs": {rule_id: [{"key": 7}]},
+                "context": {},
+                "added_in_a_later_minor": True,
+            },
+        }
+        import json
+
+        run_work(json.dumps(newer), dispatcher_name=name)
+        assert target.calls == [{"key": 7}]
+
+
+def _rules_of(target: RecordingFunction) -> list[str]:
+    from cachewire.rules import rules_for_model
+
+    return [rule.id for rule in rules_for_model("contract.Item") if rule.target is target]

@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from cachewire.dispatch._base import Dispatcher
+from cachewire.dispatch import Dispatcher
 from cachewire.tasks import LocalGuard, TaskContext, TaskRegistry, task
 
 __all__ = ["TaskDispatchContract"]

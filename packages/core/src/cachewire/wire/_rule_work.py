@@ -1,19 +1,20 @@
-"""The versioned JSON payload that carries rule work to workers. Never pickles."""
+"""Rule work on the wire: rule ids and the argument sets to invalidate. Never pickles."""
 
 from __future__ import annotations
 
 import datetime as dt
 import decimal
-import json
 import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import attrs
+
 from cachewire.errors import PayloadError
+from cachewire.wire._envelope import Envelope, decode_envelope, encode_envelope
 
-__all__ = ["PAYLOAD_VERSION", "decode_payload", "decode_value", "encode_payload", "encode_value"]
+__all__ = ["RuleWork", "decode_rule_work", "decode_value", "encode_rule_work", "encode_value"]
 
-PAYLOAD_VERSION = 1
 _TAG = "__cw__"
 
 
@@ -80,14 +81,22 @@ def _encode_argument(value: Any, rule_id: str, name: str) -> Any:
     return encode_value(value, where=f"rule {rule_id!r} argument {name!r}")
 
 
-def encode_payload(
+@attrs.frozen
+class RuleWork:
+    """Decoded rule work: which rules, the argument sets of each, and where it came from."""
+
+    rule_ids: list[str]
+    rule_kwargs: dict[str, list[dict[str, Any]]]
+    context: dict[str, Any] = attrs.field(factory=dict)
+
+
+def encode_rule_work(
     rule_ids: Sequence[str],
     rule_kwargs: Mapping[str, Sequence[Mapping[str, Any]]],
     context: Mapping[str, Any] | None = None,
 ) -> str:
-    """Versioned JSON text for rule ids and their argument sets."""
+    """The envelope (kind ``rules``) for rule ids and their argument sets."""
     body = {
-        "v": PAYLOAD_VERSION,
         "rule_ids": list(rule_ids),
         "rule_kwargs": {
             rule_id: [
@@ -101,27 +110,33 @@ def encode_payload(
             for key, value in (context or {}).items()
         },
     }
-    return json.dumps(body, separators=(",", ":"), sort_keys=True)
+    return encode_envelope("rules", body)
 
 
-def decode_payload(
-    text: str | bytes,
-) -> tuple[list[str], dict[str, list[dict[str, Any]]], dict[str, Any]]:
-    """``(rule_ids, rule_kwargs, context)`` from `encode_payload` text, or `PayloadError`."""
+def decode_rule_work(raw: str | bytes | Envelope) -> RuleWork:
+    """The `RuleWork` in an envelope of kind ``rules``; `PayloadError` for anything else."""
+    envelope = raw if isinstance(raw, Envelope) else decode_envelope(raw)
+    if envelope.kind != "rules":
+        raise PayloadError(f"expected rule work, got a {envelope.kind!r} message")
+    body = envelope.body
     try:
-        body = json.loads(text)
-    except ValueError as exc:
-        raise PayloadError(f"a rule payload is not JSON: {exc}") from exc
-    if not isinstance(body, dict) or body.get("v") != PAYLOAD_VERSION:
-        version = body.get("v") if isinstance(body, dict) else None
-        raise PayloadError(
-            f"rule payload version {version!r} is not supported (this cachewire reads version "
-            f"{PAYLOAD_VERSION}); upgrade the workers and producers to the same release"
-        )
-    rule_ids = [str(r) for r in body["rule_ids"]]
-    rule_kwargs = {
-        rule_id: [{k: decode_value(v) for k, v in kw.items()} for kw in sets]
-        for rule_id, sets in body["rule_kwargs"].items()
-    }
-    context = {k: decode_value(v) for k, v in body.get("context", {}).items()}
-    return rule_ids, rule_kwargs, context
+        rule_ids = body["rule_ids"]
+        sets = body["rule_kwargs"]
+        context = body.get("context", {})
+        if not (
+            isinstance(rule_ids, list)
+            and all(isinstance(r, str) for r in rule_ids)
+            and isinstance(sets, dict)
+            and isinstance(context, dict)
+        ):
+            raise TypeError("rule_ids must be a list of str, rule_kwargs and context objects")
+        rule_kwargs = {
+            str(rule_id): [{str(k): decode_value(v) for k, v in kw.items()} for kw in kwsets]
+            for rule_id, kwsets in sets.items()
+        }
+        decoded_context = {str(k): decode_value(v) for k, v in context.items()}
+    except PayloadError:
+        raise
+    except (KeyError, TypeError, ValueError, AttributeError, RecursionError) as exc:
+        raise PayloadError(f"malformed rule work: {exc!r}") from None
+    return RuleWork(rule_ids=list(rule_ids), rule_kwargs=rule_kwargs, context=decoded_context)

@@ -1,4 +1,8 @@
-"""Worker entries every runtime calls: `run_rules` and its async twin `arun_rules`."""
+"""Apply rule work: invalidate what each rule maps to, with the one error policy.
+
+`run_rules` and its async twin `arun_rules` share one generator of the work and differ only in
+``await``. Worker entries (`cachewire.run_work`) and in-process dispatchers call them.
+"""
 
 from __future__ import annotations
 
@@ -6,9 +10,10 @@ import logging
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
-from cachewire.dispatch._policy import resolve_raise_exception
-from cachewire.dispatch._stats import dispatch_stats
+from cachewire.dispatch import dispatch_stats, resolve_raise_exception
 from cachewire.errors import UnknownRuleError
+from cachewire.rules._rule import Rule, get_rule
+from cachewire.wire import RuleWork, decode_rule_work
 
 __all__ = ["arun_rules", "run_rules"]
 
@@ -18,13 +23,12 @@ RuleKwargsIn = Mapping[str, Sequence[Mapping[str, Any]]]
 
 
 def _normalise(
-    rule_ids: Sequence[str] | str | bytes, rule_kwargs: RuleKwargsIn | None
-) -> tuple[list[str], RuleKwargsIn]:
+    rule_ids: Sequence[str] | str | bytes | RuleWork, rule_kwargs: RuleKwargsIn | None
+) -> tuple[Sequence[str], RuleKwargsIn]:
     if isinstance(rule_ids, str | bytes):
-        from cachewire.rules import decode_payload
-
-        ids, kwargs, _ = decode_payload(rule_ids)
-        return ids, kwargs
+        rule_ids = decode_rule_work(rule_ids)
+    if isinstance(rule_ids, RuleWork):
+        return rule_ids.rule_ids, rule_ids.rule_kwargs
     return list(rule_ids), rule_kwargs or {}
 
 
@@ -32,7 +36,7 @@ def _unknown(rule_id: str, dispatcher_name: str) -> None:
     dispatch_stats.bump("unknown_rules")
     logger.error(
         "unknown rule id %r received (dispatcher %r): deploy the same rules on producers and "
-        "workers",
+        "workers, and import the modules that declare them in the worker",
         rule_id,
         dispatcher_name,
     )
@@ -41,7 +45,7 @@ def _unknown(rule_id: str, dispatcher_name: str) -> None:
         raise UnknownRuleError(f"no rule with id {rule_id!r} is registered in this process")
 
 
-def _failed(rule: Any, exc: Exception, dispatcher_name: str) -> None:
+def _failed(rule: Rule, exc: Exception, dispatcher_name: str) -> None:
     dispatch_stats.bump("rule_errors")
     logger.error("rule %r failed: %s", rule.id, exc, exc_info=exc)
     if resolve_raise_exception([rule], dispatcher_name):
@@ -50,11 +54,11 @@ def _failed(rule: Any, exc: Exception, dispatcher_name: str) -> None:
 
 
 def _invalidations(
-    rule_ids: Sequence[str] | str | bytes, rule_kwargs: RuleKwargsIn | None, dispatcher_name: str
-) -> Iterator[tuple[Any, Mapping[str, Any]]]:
+    rule_ids: Sequence[str] | str | bytes | RuleWork,
+    rule_kwargs: RuleKwargsIn | None,
+    dispatcher_name: str,
+) -> Iterator[tuple[Rule, Mapping[str, Any]]]:
     """Each (rule, arguments) to invalidate; unknown rule ids are reported on the way."""
-    from cachewire.rules import get_rule
-
     ids, kwargs_by_rule = _normalise(rule_ids, rule_kwargs)
     for rule_id in ids:
         rule = get_rule(rule_id)
@@ -66,32 +70,33 @@ def _invalidations(
 
 
 def run_rules(
-    rule_ids: Sequence[str] | str | bytes,
+    rule_ids: Sequence[str] | str | bytes | RuleWork,
     rule_kwargs: RuleKwargsIn | None = None,
     *,
     dispatcher_name: str = "inline",
-    **context: Any,
 ) -> None:
-    """Invalidate what the rules map to. ``rule_ids`` may also be an encoded payload."""
+    """Invalidate what the rules map to. ``rule_ids`` may also be encoded or decoded rule work.
+
+    An error is logged and counted, and raised when the rule's error policy says so.
+    """
     for rule, kwargs in _invalidations(rule_ids, rule_kwargs, dispatcher_name):
         try:
-            rule.resolve_target().invalidate(**kwargs)
+            rule.apply(kwargs)
             dispatch_stats.bump("invalidations")
         except Exception as exc:
             _failed(rule, exc, dispatcher_name)
 
 
 async def arun_rules(
-    rule_ids: Sequence[str] | str | bytes,
+    rule_ids: Sequence[str] | str | bytes | RuleWork,
     rule_kwargs: RuleKwargsIn | None = None,
     *,
     dispatcher_name: str = "asyncio",
-    **context: Any,
 ) -> None:
     """Async twin of `run_rules`, using the cached functions' ``ainvalidate``."""
     for rule, kwargs in _invalidations(rule_ids, rule_kwargs, dispatcher_name):
         try:
-            await rule.resolve_target().ainvalidate(**kwargs)
+            await rule.aapply(kwargs)
             dispatch_stats.bump("invalidations")
         except Exception as exc:
             _failed(rule, exc, dispatcher_name)

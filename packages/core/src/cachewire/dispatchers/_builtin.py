@@ -11,12 +11,12 @@ import threading
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from cachewire.dispatch._base import Dispatcher, RuleKwargs
-from cachewire.dispatch._registry import register_dispatcher
-from cachewire.dispatch._worker import arun_rules, run_rules
+from cachewire.dispatch import DispatchContext, Dispatcher, Option, RuleKwargs, register_dispatcher
+from cachewire.rules import arun_rules, run_rules
+from cachewire.tasks import arun_task, run_task
 
 if TYPE_CHECKING:
-    from cachewire.tasks import TaskMessage
+    from cachewire.wire import TaskMessage
 
 __all__ = ["AsyncIODispatcher", "InlineDispatcher", "ThreadPoolDispatcher"]
 
@@ -30,12 +30,12 @@ class InlineDispatcher(Dispatcher):
     name = "inline"
     supports_batching = True
 
-    def dispatch(self, *, rule_ids: Sequence[str], rule_kwargs: RuleKwargs, **context: Any) -> None:
+    def dispatch(
+        self, *, rule_ids: Sequence[str], rule_kwargs: RuleKwargs, context: DispatchContext
+    ) -> None:
         run_rules(rule_ids, rule_kwargs, dispatcher_name=self.name)
 
     def submit_task(self, message: TaskMessage) -> None:
-        from cachewire.tasks import run_task
-
         run_task(message)
 
 
@@ -47,6 +47,9 @@ class ThreadPoolDispatcher(Dispatcher):
     name = "threadpool"
     supports_batching = True
     DEFAULT_MAX_WORKERS: ClassVar[int] = 4
+    options = {
+        "max_workers": Option(int, DEFAULT_MAX_WORKERS, "size of the process-wide pool"),
+    }
     DRAIN_TIMEOUT: ClassVar[float] = 10.0
 
     _pool: ClassVar[concurrent.futures.ThreadPoolExecutor | None] = None
@@ -55,7 +58,7 @@ class ThreadPoolDispatcher(Dispatcher):
     _lock: ClassVar[threading.Lock] = threading.Lock()
 
     def _executor(self) -> concurrent.futures.ThreadPoolExecutor:
-        wanted = int(self.option("max_workers", self.DEFAULT_MAX_WORKERS))
+        wanted = int(self.option("max_workers"))
         cls = type(self)
         with cls._lock:
             if cls._pool is None:
@@ -86,12 +89,12 @@ class ThreadPoolDispatcher(Dispatcher):
         if not future.cancelled() and future.exception() is not None:
             logger.error("threadpool work failed", exc_info=future.exception())
 
-    def dispatch(self, *, rule_ids: Sequence[str], rule_kwargs: RuleKwargs, **context: Any) -> None:
+    def dispatch(
+        self, *, rule_ids: Sequence[str], rule_kwargs: RuleKwargs, context: DispatchContext
+    ) -> None:
         self._submit(run_rules, list(rule_ids), rule_kwargs, dispatcher_name=self.name)
 
     def submit_task(self, message: TaskMessage) -> None:
-        from cachewire.tasks import run_task
-
         self._submit(run_task, message)
 
     @classmethod
@@ -158,17 +161,17 @@ class AsyncIODispatcher(Dispatcher):
         task.add_done_callback(self._pending_tasks.discard)
         await task
 
-    def dispatch(self, *, rule_ids: Sequence[str], rule_kwargs: RuleKwargs, **context: Any) -> None:
+    def dispatch(
+        self, *, rule_ids: Sequence[str], rule_kwargs: RuleKwargs, context: DispatchContext
+    ) -> None:
         ids = list(rule_ids)
         self._schedule(
             lambda: arun_rules(ids, rule_kwargs, dispatcher_name=self.name),
             lambda: run_rules(ids, rule_kwargs, dispatcher_name=self.name),
-            context.get("loop"),
+            context.loop,
         )
 
     def submit_task(self, message: TaskMessage) -> None:
-        from cachewire.tasks import arun_task, run_task
-
         self._schedule(lambda: arun_task(message), lambda: run_task(message), None)
 
     @classmethod

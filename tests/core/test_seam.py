@@ -1,0 +1,302 @@
+"""The seam adapters stand on: worker entry, context, declared options, fallback, batches,
+retry arithmetic and the public test helpers."""
+
+from __future__ import annotations
+
+import json
+import random
+import socket
+from collections.abc import Sequence
+from typing import Any, ClassVar
+
+import pytest
+
+import cachewire
+from cachewire import (
+    ChangeBatch,
+    DispatchContext,
+    Dispatcher,
+    Option,
+    RetryPolicy,
+    Rule,
+    configure,
+    register_dispatcher,
+    run_work,
+)
+from cachewire.dispatch import dispatch_stats, resolve_dispatcher
+from cachewire.errors import ConfigurationError, PayloadError, UnsupportedVersionError
+from cachewire.tasks import TaskMessage, TaskRegistry, task
+from cachewire.testing import TcpProxy, override_settings, reset_state, unique_name
+from cachewire.wire import decode_envelope, decode_rule_work, encode_rule_work
+
+
+@register_dispatcher
+class Capturing(Dispatcher):
+    """Keeps what it is handed; fails when told to."""
+
+    name = "test-seam-capturing"
+    options = {"queue": Option(str, "default", "where messages go"), "depth": Option(int, 1)}
+    seen: ClassVar[list[tuple[list[str], DispatchContext, str]]] = []
+    broken: ClassVar[bool] = False
+
+    def dispatch(
+        self, *, rule_ids: Sequence[str], rule_kwargs: Any, context: DispatchContext
+    ) -> None:
+        if type(self).broken:
+            raise ConnectionError("broker unreachable")
+        self.seen.append(
+            (list(rule_ids), context, self.encode_rules(rule_ids, rule_kwargs, context))
+        )
+
+
+class Target:
+    cache_id = "seam.target"
+    parameters = ("key",)
+
+    def __init__(self) -> None:
+        self.calls: list[dict[str, Any]] = []
+
+    def check_invalidation_params(self, names: Any) -> None:
+        return None
+
+    def invalidate(self, **kwargs: Any) -> None:
+        self.calls.append(kwargs)
+
+    async def ainvalidate(self, **kwargs: Any) -> None:
+        self.invalidate(**kwargs)
+
+
+@pytest.fixture(autouse=True)
+def _clean() -> Any:
+    Capturing.seen.clear()
+    Capturing.broken = False
+    reset_state()
+    yield
+    reset_state()
+
+
+def test_public_names_are_exported() -> None:
+    for name in (
+        "run_work",
+        "arun_work",
+        "DispatchContext",
+        "Option",
+        "ChangeBatch",
+        "RetryPolicy",
+    ):
+        assert name in cachewire.__all__
+        assert getattr(cachewire, name) is not None
+
+
+def test_a_batch_carries_its_context_to_the_dispatcher_and_the_wire() -> None:
+    target = Target()
+    Rule(model="seam.Item", field_mapping={"key": "key"}, dispatcher=Capturing, function=target)
+    batch = ChangeBatch(origin="shop.Order#7", using="replica")
+    assert batch.record("seam.Item", {"key": 1}, old={"key": 2}) == 2
+    assert batch.record("seam.Item", {"key": 1}) == 0  # identical work collapses
+    batch.flush()
+    [(ids, context, body)] = Capturing.seen
+    assert context.origin == "shop.Order#7"
+    assert context.using == "replica"
+    assert context.raise_exception is False
+    with pytest.raises(AttributeError):
+        context.origin = "x"  # type: ignore[misc]
+    work = decode_rule_work(body)
+    assert work.context == {"origin": "shop.Order#7", "using": "replica"}
+    assert sorted(kw["key"] for kw in work.rule_kwargs[ids[0]]) == [1, 2]
+
+
+def test_collect_takes_origin_and_using() -> None:
+    Rule(model="seam.Item", field_mapping={"key": "key"}, dispatcher=Capturing, function=Target())
+    with cachewire.collect(using="other"):
+        cachewire.changed("seam.Item", {"key": 3})
+    assert Capturing.seen[0][1].using == "other"
+
+
+def test_run_work_routes_rule_work_and_tasks() -> None:
+    target = Target()
+    rule = Rule(model="seam.Item", field_mapping={"key": "key"}, function=target)
+    run_work(encode_rule_work([rule.id], {rule.id: [{"key": 5}]}), dispatcher_name="inline")
+    assert target.calls == [{"key": 5}]
+
+    registry = TaskRegistry(unique_name("seam"))
+    seen: list[Any] = []
+
+    @task(name="seam.bound", registry=registry, bind=True)
+    def bound(ctx: Any, x: int) -> int:
+        seen.append((ctx.worker_id, ctx.attempt))
+        return x * 2
+
+    message = TaskMessage(name="seam.bound", args=(21,), bind=True, registry=registry.key)
+    assert run_work(message.to_json(), dispatcher_name="x", worker_id="w1", attempt=3) == 42
+    assert seen == [("w1", 3)]
+
+
+def test_run_work_reraises_task_errors_for_the_runtime() -> None:
+    registry = TaskRegistry(unique_name("seam"))
+
+    @task(name="seam.fails", registry=registry)
+    def fails() -> None:
+        raise KeyError("boom")
+
+    with pytest.raises(KeyError):
+        run_work(
+            TaskMessage(name="seam.fails", registry=registry.key).to_json(), dispatcher_name="x"
+        )
+
+
+def test_newer_major_is_refused_and_newer_minor_read() -> None:
+    with pytest.raises(UnsupportedVersionError, match="upgrade"):
+        decode_envelope('{"kind": "task", "v": [2, 0], "body": {}}')
+    body = {"name": "t", "a_later_field": 1}
+    message = TaskMessage.from_json(json.dumps({"kind": "task", "v": [1, 7], "body": body}))
+    assert message.name == "t"
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"\xff\xfe",
+        "null",
+        '{"kind": "task", "v": [1, 0], "body": {"name": ["x"]}}',
+        '{"kind": "rules", "v": [1, 0], "body": {"rule_ids": "abc", "rule_kwargs": {}}}',
+        '{"kind": "elsewhere", "v": [1, 0], "body": {}}',
+        '{"kind": "rules", "v": "1.0", "body": {}}',
+        "[" * 100_000,
+    ],
+)
+def test_rejected_messages_are_counted(body: Any) -> None:
+    with pytest.raises(PayloadError):
+        run_work(body, dispatcher_name="inline")
+    assert dispatch_stats.snapshot()["rejected_messages"] == 1
+
+
+def test_options_are_checked_where_they_are_declared() -> None:
+    with pytest.raises(ConfigurationError, match="no option 'qeueu'"):
+        Rule(model="m", dispatcher=Capturing, dispatcher_config={"qeueu": "x"}, function=Target())
+    with pytest.raises(ConfigurationError, match="must be int"):
+        resolve_dispatcher(Capturing, {"depth": "deep"})
+    instance = resolve_dispatcher(Capturing, {"queue": "fast"})
+    assert instance.option("queue") == "fast"
+    assert resolve_dispatcher(Capturing).option("depth") == 1
+    with override_settings(dispatcher_settings={Capturing.name: {"DEPTH": 4}}):
+        assert resolve_dispatcher(Capturing).option("depth") == 4
+
+
+def test_configure_refuses_unknown_names_and_keys() -> None:
+    with pytest.raises(ConfigurationError, match="unknown dispatcher 'celry'"):
+        configure(default_dispatcher="celry")
+    with pytest.raises(ConfigurationError, match="unknown dispatcher 'nope'"):
+        configure(dispatcher_settings={"nope": {}})
+    with pytest.raises(ConfigurationError, match="no option 'MAX_WORKER'"):
+        configure(dispatcher_settings={"threadpool": {"MAX_WORKER": 3}})
+    with pytest.raises(ConfigurationError, match="must be int"):
+        configure(dispatcher_settings={"threadpool": {"MAX_WORKERS": "8"}})
+    assert cachewire.get_settings().default_dispatcher == "inline"  # nothing was applied
+
+
+def test_a_failing_transport_falls_back_inline_when_configured() -> None:
+    target = Target()
+    Rule(
+        model="seam.Item",
+        field_mapping={"key": "key"},
+        dispatcher=Capturing,
+        dispatcher_config={"fallback": "inline"},
+        function=target,
+    )
+    Capturing.broken = True
+    cachewire.changed("seam.Item", {"key": 9})  # never raises into the change
+    assert target.calls == [{"key": 9}]
+    stats = dispatch_stats.snapshot()
+    assert stats["dispatch_errors"] == 1
+    assert stats["fallbacks"] == 1
+
+
+def test_a_failing_transport_only_logs_by_default(caplog: pytest.LogCaptureFixture) -> None:
+    target = Target()
+    Rule(model="seam.Item", field_mapping={"key": "key"}, dispatcher=Capturing, function=target)
+    Capturing.broken = True
+    cachewire.changed("seam.Item", {"key": 9})
+    assert target.calls == []
+    assert dispatch_stats.snapshot()["dispatch_errors"] == 1
+    assert "broker unreachable" in caplog.text
+
+
+def test_one_resolver_for_rules_and_tasks() -> None:
+    class Unregistered(Capturing):
+        name = "test-seam-unregistered"
+
+    with pytest.raises(ConfigurationError, match="unknown dispatcher"):
+        Rule(model="m", dispatcher="test-seam-unregistered", function=Target())
+    with pytest.raises(ConfigurationError, match="unknown dispatcher"):
+        task(name="seam.t", dispatcher="test-seam-unregistered", registry=TaskRegistry("x1"))(
+            lambda: None
+        )
+    # A class or an instance is accepted as it is, by both.
+    assert isinstance(resolve_dispatcher(Unregistered), Unregistered)
+
+
+def test_retry_policy_backs_off_exponentially_with_bounded_jitter() -> None:
+    policy = RetryPolicy(max_attempts=4, base_delay=2, factor=3, max_delay=10, jitter=False)
+    assert [policy.delay_for(n) for n in (1, 2, 3, 4)] == [2, 6, 10, 10]
+    assert policy.delays() == [2, 6, 10]
+    assert [policy.should_retry(n) for n in (1, 3, 4)] == [True, True, False]
+    jittered = RetryPolicy(base_delay=4, jitter=True)
+    rng = random.Random(1)
+    draws = [jittered.delay_for(1, rng=rng) for _ in range(200)]
+    assert all(2 <= d <= 4 for d in draws)
+    assert len(set(draws)) > 100
+    assert RetryPolicy(max_delay=5).delay_for(10_000) <= 5
+    for bad in (
+        {"max_attempts": 0},
+        {"base_delay": -1},
+        {"factor": 0},
+        {"max_delay": float("nan")},
+    ):
+        with pytest.raises(ConfigurationError):
+            RetryPolicy(**bad)
+
+
+def _echo_server() -> tuple[socket.socket, int]:
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen()
+    return server, server.getsockname()[1]
+
+
+def test_tcp_proxy_forwards_cuts_and_restores() -> None:
+    import threading
+
+    server, port = _echo_server()
+
+    def serve() -> None:
+        while True:
+            try:
+                conn, _ = server.accept()
+            except OSError:
+                return
+            threading.Thread(
+                target=lambda c=conn: [c.sendall(d) for d in iter(lambda: c.recv(1024), b"")],
+                daemon=True,
+            ).start()
+
+    threading.Thread(target=serve, daemon=True).start()
+    with TcpProxy("127.0.0.1", port) as proxy:
+        with socket.create_connection(("127.0.0.1", proxy.port), 5) as client:
+            client.sendall(b"ping")
+            assert client.recv(4) == b"ping"
+            proxy.cut()
+            client.settimeout(5)
+            assert client.recv(4) == b""  # the open connection was dropped
+        with socket.create_connection(("127.0.0.1", proxy.port), 5) as refused:
+            refused.settimeout(5)
+            assert refused.recv(4) == b""  # accepted, then closed at once
+        proxy.restore()
+        with socket.create_connection(("127.0.0.1", proxy.port), 5) as client:
+            client.sendall(b"pong")
+            assert client.recv(4) == b"pong"
+        assert (
+            proxy.url_through("redis://u:p@127.0.0.1:6379/3")
+            == f"redis://u:p@127.0.0.1:{proxy.port}/3"
+        )
+    server.close()
