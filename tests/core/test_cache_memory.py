@@ -193,3 +193,46 @@ def test_a_thread_joins_a_coroutine_computing_the_same_key() -> None:
 
     asyncio.run(main())
     assert results == ["from loop"]
+
+
+def test_partition_invalidations_of_nothing_cached_keep_no_state() -> None:
+    import tracemalloc
+
+    cache = InMemoryCacheAdapter()
+    cache.sync.invalidate_tags(["warm-up"])
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for index in range(200_000):
+            cache.sync.invalidate_tags([f"p:{index}"])
+        grown = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert grown < 64 * 1024, f"{grown} bytes kept after 200,000 invalidations"
+    assert cache.get_stats()["tags"] == 0
+
+
+async def test_a_tag_version_lives_only_while_an_entry_or_computation_carries_it() -> None:
+    cache = InMemoryCacheAdapter()
+    await cache.set("a", 1, tags=["t"])
+    await cache.invalidate_tags(["t"])
+    assert cache.get_stats()["tags"] == 1  # "a" still carries the old version
+    assert await cache.get("a", "stale", tags=["t"]) == "stale"  # dropped on sight
+    assert cache.get_stats()["tags"] == 0
+    # A computation carries its tags: a bump during it is remembered, and it does not write.
+    release = asyncio.Event()
+
+    async def slow() -> int:
+        await release.wait()
+        return 2
+
+    task = asyncio.create_task(cache.get_or_create("b", slow, tags=["u"]))
+    await asyncio.sleep(0)
+    await cache.invalidate_tags(["u"])
+    assert cache.get_stats()["tags"] == 1
+    release.set()
+    assert await task == 2
+    assert await cache.get("b", "absent", tags=["u"]) == "absent"
+    assert cache.get_stats()["tags"] == 0
+    await cache.set("c", 3, tags=["u"])
+    assert await cache.get("c", tags=["u"]) == 3  # a later entry is current again

@@ -130,10 +130,10 @@ class SyncCacheAdapter(abc.ABC):
     ) -> None: ...
 
     @abc.abstractmethod
-    def invalidate(self, key: str, *, strict: bool = False) -> bool: ...
+    def invalidate(self, key: str) -> bool: ...
 
     @abc.abstractmethod
-    def invalidate_tags(self, tags: Sequence[str], *, strict: bool = False) -> None: ...
+    def invalidate_tags(self, tags: Sequence[str]) -> None: ...
 
     @abc.abstractmethod
     def clear(self) -> None: ...
@@ -179,16 +179,17 @@ class BaseCacheAdapter(abc.ABC):
         """Store a value; raises `SerializationError` if it cannot be stored faithfully."""
 
     @abc.abstractmethod
-    async def invalidate(self, key: str, *, strict: bool = False) -> bool:
+    async def invalidate(self, key: str) -> bool:
         """Drop one entry; True if a live (unexpired) entry existed.
 
         A computation or read in flight is detached: it will not write back, and callers arriving
-        after this returns start afresh. ``strict=True`` raises `CacheBackendError` when the
-        backend fails even under fail-open (what invalidation rules use).
+        after this returns start afresh. Adapters with a fail-open mode also take ``strict=True``
+        (keyword): then a backend failure raises `CacheBackendError` even when failing open, so
+        an invalidation rule's error policy sees it.
         """
 
     @abc.abstractmethod
-    async def invalidate_tags(self, tags: Sequence[str], *, strict: bool = False) -> None:
+    async def invalidate_tags(self, tags: Sequence[str]) -> None:
         """Make every entry stored under any of ``tags`` stale, in O(1) per tag.
 
         Work in flight under those tags is detached as by `invalidate`; ``strict`` likewise.

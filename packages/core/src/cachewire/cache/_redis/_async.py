@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import inspect
+import math
 import time
 import weakref
 from collections.abc import Coroutine, Sequence
@@ -19,6 +20,7 @@ from cachewire.cache._codec import Codec
 from cachewire.cache._flight import COMPUTING, CreatorRun, FlightTable, check_reentry
 from cachewire.cache._redis._core import (
     BACKEND_ERRORS,
+    READ,
     Call,
     Compute,
     Eval,
@@ -57,6 +59,17 @@ class _Pending:
         if self.future is None:
             self.future = asyncio.get_running_loop().create_future()
         return self.future
+
+
+class _Drive:
+    """What one run of the core's steps keeps: the wake-up subscription, held from the first
+    pause to the end, and the ticket of the last read script it sent."""
+
+    __slots__ = ("read_ticket", "waits")
+
+    def __init__(self, waits: contextlib.ExitStack) -> None:
+        self.waits = waits
+        self.read_ticket = 0
 
 
 class RedisCacheAdapter(BaseCacheAdapter):
@@ -172,6 +185,8 @@ class RedisCacheAdapter(BaseCacheAdapter):
         self._gate_of_loop = Gate(0)  # replaced on first use
         self._stats = self.core.stats
         self._local: FlightTable[_Pending] = FlightTable()
+        # Counts reads sent; a caller joining another's read compares tickets (see get_or_create).
+        self._sends = 0
         self._background: set[asyncio.Task[Any]] = set()
         self._sync = SyncRedis(self, self.core, self._sync_client, max_connections, self._local)
 
@@ -187,24 +202,23 @@ class RedisCacheAdapter(BaseCacheAdapter):
         self._gate_loop, self._gate_of_loop = loop, gate
         return gate
 
-    async def _drive(self, steps: Steps, waits: contextlib.ExitStack | None = None) -> Any:
-        """Run the core's steps, performing each with an await; errors go back into them.
-
-        ``waits`` holds the wake-up subscription from the first pause to the end of the steps.
-        """
+    async def _drive(self, steps: Steps, drive: _Drive | None = None) -> Any:
+        """Run the core's steps, performing each with an await; errors go back into them."""
         run = Run(steps)
         for step in run:
             try:
-                run.reply(await self._perform(step, waits))
+                run.reply(await self._perform(step, drive))
             except BaseException as exc:
                 run.fail(exc)
         return run.value
 
-    async def _perform(self, step: Any, waits: contextlib.ExitStack | None = None) -> Any:
+    async def _perform(self, step: Any, drive: _Drive | None = None) -> Any:
         if isinstance(step, Eval):
+            if drive is not None and step.script is READ:
+                self._sends = drive.read_ticket = self._sends + 1
             return await self._eval(step)
         if isinstance(step, Pause):
-            return await self._pause(step, waits)
+            return await self._pause(step, drive)
         if isinstance(step, Compute):
             with CreatorRun(self, step.key, self._stats) as creator_run:
                 value = step.creator()
@@ -270,10 +284,10 @@ class RedisCacheAdapter(BaseCacheAdapter):
             )
         return wakeups
 
-    async def _pause(self, step: Pause, waits: contextlib.ExitStack | None) -> None:
-        wakeups = self._wakeups_here() if waits is not None else None
-        if wakeups is not None and step.attempt == 0:
-            waits.enter_context(wakeups.session())  # type: ignore[union-attr]
+    async def _pause(self, step: Pause, drive: _Drive | None) -> None:
+        wakeups = self._wakeups_here() if drive is not None else None
+        if wakeups is not None and drive is not None and step.attempt == 0:
+            drive.waits.enter_context(wakeups.session())
         longest = self.WAIT_MAX
         if wakeups is not None and wakeups.subscribed.is_set():
             # While announcements arrive, looking again is only a safety net: wait longer.
@@ -306,15 +320,21 @@ class RedisCacheAdapter(BaseCacheAdapter):
         local = self._local.by_key
         pending = local.get(key)
         if pending is not None:
+            # Joining another caller's read or computation is safe only if what answers it was
+            # read from Redis after this caller started, or published with its lease intact:
+            # an invalidation in another process may have finished just before this call.
+            ticket = self._sends
             self._stats.coalesced += 1
             waited = pending.waited()
             try:
-                return await asyncio.shield(waited)
+                value, as_of = await asyncio.shield(waited)
+                if ticket < as_of:
+                    return value
             except asyncio.CancelledError:
                 current = asyncio.current_task()
                 if not waited.cancelled() or (current is not None and current.cancelling()):
                     raise
-            # The caller whose read this was is gone before it could answer: ask again.
+            # Answered from an older read, or the caller whose read this was is gone: ask again.
             return await self.get_or_create(
                 key, creator, ttl_seconds, tags=tags, stale_ttl=stale_ttl
             )
@@ -323,6 +343,7 @@ class RedisCacheAdapter(BaseCacheAdapter):
         # caller (computing, waiting for a lease) runs in a task of the cache's.
         value_key = core.value_key(key)
         pending = local[key] = _Pending(tags)
+        self._sends = sent = self._sends + 1
         try:
             record, versions = await self._fetch(value_key, tags)
             value, unreadable = core.fresh(key, record, versions)
@@ -334,7 +355,8 @@ class RedisCacheAdapter(BaseCacheAdapter):
                     self._answer(key, pending, error=error)
                     raise
                 call = Call(key, creator, [], ttl, ttl_ms, stale_ttl)
-                return await asyncio.shield(self._fly(key, self._creator_only(call), pending))
+                flight = self._fly(key, self._creator_only(call), pending)
+                return (await asyncio.shield(flight))[0]
             self._answer(
                 key, pending, error=None if isinstance(exc, asyncio.CancelledError) else exc
             )
@@ -344,29 +366,33 @@ class RedisCacheAdapter(BaseCacheAdapter):
             if pending.future is None and local.get(key) is pending:
                 del local[key]  # nobody waited: the common hit, answered without a call
             else:
-                self._answer(key, pending, value)
+                self._answer(key, pending, (value, sent))
             return value
         try:
             call = Call(key, creator, core.keys(key, tags), ttl, ttl_ms, stale_ttl)
         except BaseException as exc:
             self._answer(key, pending, error=exc)
             raise
-        return await asyncio.shield(self._fly(key, self._resolve(call, unreadable), pending))
+        flight = self._fly(key, self._resolve(call, unreadable), pending)
+        return (await asyncio.shield(flight))[0]
 
-    async def _resolve(self, call: Call, unreadable: bool) -> Any:
+    async def _resolve(self, call: Call, unreadable: bool) -> tuple[Any, float]:
+        """The value, and the newest caller (by ticket) it may answer."""
         with contextlib.ExitStack() as waits:
-            value, refresh = await self._drive(self.core.miss_steps(call, force=unreadable), waits)
+            drive = _Drive(waits)
+            miss = self.core.miss_steps(call, force=unreadable)
+            value, refresh, published = await self._drive(miss, drive)
         if refresh is not None:
             self._keep(self._refresh(refresh))
-        return value
+        return value, (math.inf if published else drive.read_ticket)
 
     async def _refresh(self, refresh: Refresh) -> None:
         # In the background: its error was counted (creator_errors); stale data keeps serving.
         with contextlib.suppress(Exception):
             await self._drive(self.core.lead_steps(refresh.call, refresh.token, refresh.read))
 
-    async def _creator_only(self, call: Call) -> Any:
-        return (await self._perform(Compute(call.key, call.creator)))[0]
+    async def _creator_only(self, call: Call) -> tuple[Any, float]:
+        return (await self._perform(Compute(call.key, call.creator)))[0], math.inf
 
     def _answer(
         self,

@@ -427,7 +427,10 @@ class RedisCore:
         """After a read that found no fresh value: look again on the server, take the lease or
         wait for its holder (taking over when it is gone), and compute when it is ours.
 
-        Returns (value, a `Refresh` to run after answering, or None).
+        Returns (value, a `Refresh` to run after answering or None, published): ``published``
+        when the value was stored with the lease intact (or computed without Redis), so it
+        reflects every invalidation finished before it was stored; otherwise it reflects those
+        finished before the last read script was sent.
         """
         attempt, waited = 0, False
         while True:
@@ -440,19 +443,20 @@ class RedisCore:
                 found = parse_reply((yield Eval(READ, call.keys, self.read_args(token, force))))
             except BACKEND_ERRORS as exc:
                 self.backend_failed(exc)
-                return (yield Compute(call.key, call.creator))[0], None
+                return (yield Compute(call.key, call.creator))[0], None, True
             if isinstance(found, bytes):
                 value = self.decode_record(call.key, found)
                 if value is not MISSING:
                     self.stats.hits += 1
-                    return value, None
+                    return value, None, False
                 force, pause = True, False  # unreadable: look again, replacing it
                 continue
             served = self.served(call, found)
             if served is not MISSING:
-                return served, (Refresh(call, token, found) if found.won else None)
+                return served, (Refresh(call, token, found) if found.won else None), False
             if found.won:
-                return (yield from self.lead_steps(call, token, found)), None
+                value, published = yield from self.lead_steps(call, token, found)
+                return value, None, published
             if not waited:
                 self.stats.coalesced += 1  # another caller (or process) holds the lease
                 self.stats.lock_waits += 1
@@ -461,8 +465,8 @@ class RedisCore:
     def lead_steps(self, call: Call, token: str, read: Read) -> Steps:
         """Compute while holding the lease, then publish if the lease and the key are intact.
 
-        The lease never outlives a failure here: it is released (or fenced by the write script),
-        and whoever waits for it is woken.
+        Returns (value, published). The lease never outlives a failure here: it is released (or
+        fenced by the write script), and whoever waits for it is woken.
         """
         beat = yield Heartbeat([call.keys[1], *call.keys[3:]], token)
         try:
@@ -475,7 +479,7 @@ class RedisCore:
         yield Heartbeat([], token, stop=beat)
         if call.ttl == 0:
             yield from self.release_steps(call.keys[1], token)
-            return value
+            return value, True
         try:
             written = yield Eval(
                 WRITE, call.keys, self.write_args(token, read, data, call.ttl_ms, creator_ms)
@@ -483,10 +487,10 @@ class RedisCore:
         except BACKEND_ERRORS as exc:
             yield from self.release_steps(call.keys[1], token)
             self.backend_failed(exc)
-            return value
+            return value, True
         if not written:
             self.stats.writes_rejected += 1
-        return value
+        return value, bool(written)
 
     def release_steps(self, lock_key: str, token: str) -> Steps:
         # A lease that cannot be released expires by itself; the caller's outcome stands.

@@ -163,7 +163,7 @@ class SyncRedis(SyncCacheAdapter):
         if value is not MISSING:
             core.stats.hits += 1
             return cast(T, value)
-        value, refresh = self._drive(core.miss_steps(call, force=unreadable))
+        value, refresh, _ = self._drive(core.miss_steps(call, force=unreadable))
         if refresh is not None:
             threading.Thread(target=self._refresh, args=(refresh,), daemon=True).start()
         return cast(T, value)
