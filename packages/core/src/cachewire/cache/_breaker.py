@@ -93,8 +93,9 @@ class CircuitBreaker:
         now = self._clock()
         if now >= self._next_log:
             logger.warning(
-                "cachewire: %s failed: %r (%d more failures not logged since the last message)",
+                "cachewire: %s failed: %s: %s (%d more failures not logged since the last one)",
                 self._name,
+                type(exc).__name__,
                 exc,
                 self._unlogged,
             )

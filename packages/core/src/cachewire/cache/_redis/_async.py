@@ -320,24 +320,8 @@ class RedisCacheAdapter(BaseCacheAdapter):
         local = self._local.by_key
         pending = local.get(key)
         if pending is not None:
-            # Joining another caller's read or computation is safe only if what answers it was
-            # read from Redis after this caller started, or published with its lease intact:
-            # an invalidation in another process may have finished just before this call.
-            ticket = self._sends
             self._stats.coalesced += 1
-            waited = pending.waited()
-            try:
-                value, as_of = await asyncio.shield(waited)
-                if ticket < as_of:
-                    return value
-            except asyncio.CancelledError:
-                current = asyncio.current_task()
-                if not waited.cancelled() or (current is not None and current.cancelling()):
-                    raise
-            # Answered from an older read, or the caller whose read this was is gone: ask again.
-            return await self.get_or_create(
-                key, creator, ttl_seconds, tags=tags, stale_ttl=stale_ttl
-            )
+            return await self._join(pending, key, creator, ttl_seconds, tags, stale_ttl)
         # This caller reads on its own task (a hit is one GET and nothing more) while this
         # process's other callers of the key wait for its answer; work that has to outlive the
         # caller (computing, waiting for a lease) runs in a task of the cache's.
@@ -375,6 +359,40 @@ class RedisCacheAdapter(BaseCacheAdapter):
             raise
         flight = self._fly(key, self._resolve(call, unreadable), pending)
         return (await asyncio.shield(flight))[0]
+
+    async def _join(
+        self,
+        pending: _Pending,
+        key: str,
+        creator: Creator,
+        ttl_seconds: float | _Missing | None,
+        tags: Sequence[str],
+        stale_ttl: float | None,
+    ) -> Any:
+        """Wait for another caller's read or computation of ``key`` and take its answer.
+
+        Only an answer read from Redis after this caller arrived, or published with its lease
+        intact, is taken: an invalidation in another process may have finished just before. An
+        older answer (or none, when its caller was cancelled) makes this caller wait for the next
+        read, which began after it arrived, or read for itself: at most once more.
+        """
+        ticket = self._sends
+        while True:
+            waited = pending.waited()
+            try:
+                value, as_of = await asyncio.shield(waited)
+                if ticket < as_of:
+                    return value
+            except asyncio.CancelledError:
+                current = asyncio.current_task()
+                if not waited.cancelled() or (current is not None and current.cancelling()):
+                    raise
+            following = self._local.by_key.get(key)
+            if following is None:  # read for itself: its read is newer than its arrival
+                return await self.get_or_create(
+                    key, creator, ttl_seconds, tags=tags, stale_ttl=stale_ttl
+                )
+            pending = following
 
     async def _resolve(self, call: Call, unreadable: bool) -> tuple[Any, float]:
         """The value, and the newest caller (by ticket) it may answer."""
