@@ -11,7 +11,7 @@ import redis
 from redis import exceptions as redis_errors
 
 from cachewire.cache import InMemoryCacheAdapter, JsonCodec, RedisCacheAdapter
-from cachewire.cache._redis._core import SCRIPTS, parse_record
+from cachewire.cache._redis._record import SCRIPTS, parse_record
 
 pytestmark = pytest.mark.redis
 

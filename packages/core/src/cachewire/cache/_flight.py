@@ -12,12 +12,13 @@ import contextvars
 import inspect
 import math
 import random
+import threading
 import time
 from collections.abc import Callable, Collection, Iterator
 from typing import Any, Generic, Protocol, TypeVar
 
 from cachewire.cache._stats import CacheStats
-from cachewire.errors import ReentrantCallError
+from cachewire.errors import ConfigurationError, ReentrantCallError
 
 __all__ = [
     "COMPUTING",
@@ -25,9 +26,11 @@ __all__ = [
     "FlightTable",
     "call_creator",
     "check_reentry",
+    "check_refresh_options",
     "early_refresh_draw",
     "is_due_early",
     "jittered",
+    "refresh_in_background",
 ]
 
 #: (adapter id, key) pairs whose creator runs in the current task or thread.
@@ -101,6 +104,17 @@ def call_creator(creator: Callable[[], Any]) -> Any:
     return value
 
 
+def refresh_in_background(work: Callable[..., Any], *args: Any) -> None:
+    """Run a refresh on a daemon thread. Its error was counted (creator_errors) where it
+    happened and stale data keeps serving, so it is not raised again."""
+
+    def run() -> None:
+        with contextlib.suppress(Exception):
+            work(*args)
+
+    threading.Thread(target=run, daemon=True).start()
+
+
 def early_refresh_draw(beta: float) -> float:
     """XFetch's random factor: how many creator durations ahead of expiry this read looks."""
     return -beta * math.log(1.0 - random.random())
@@ -111,6 +125,17 @@ def is_due_early(now: float, delta: float, beta: float | None, soft_deadline: fl
     if not beta or soft_deadline == math.inf:
         return False
     return now + delta * early_refresh_draw(beta) >= soft_deadline
+
+
+def check_refresh_options(*, early_refresh_beta: float | None, jitter: float) -> None:
+    """Raise `ConfigurationError` for an XFetch beta or a jitter fraction out of range."""
+    if early_refresh_beta is not None and not early_refresh_beta > 0:
+        raise ConfigurationError(
+            f"early_refresh_beta must be > 0 (1.0 is the usual choice) or None, "
+            f"got {early_refresh_beta!r}"
+        )
+    if not 0.0 <= jitter < 1.0:
+        raise ConfigurationError(f"jitter must be in [0, 1), got {jitter!r}")
 
 
 def jittered(ttl: float, jitter: float) -> float:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import inspect
 import itertools
 import math
@@ -30,8 +29,10 @@ from cachewire.cache._flight import (
     FlightTable,
     call_creator,
     check_reentry,
+    check_refresh_options,
     is_due_early,
     jittered,
+    refresh_in_background,
 )
 from cachewire.cache._stats import CacheStats
 from cachewire.errors import ConfigurationError
@@ -108,13 +109,7 @@ class InMemoryCacheAdapter(BaseCacheAdapter):
         self.stale_ttl = validate_ttl(stale_ttl, name="stale_ttl") or 0.0
         if max_entries is not None and max_entries < 1:
             raise ConfigurationError(f"max_entries must be >= 1 or None, got {max_entries!r}")
-        if not 0.0 <= jitter < 1.0:
-            raise ConfigurationError(f"jitter must be in [0, 1), got {jitter!r}")
-        if early_refresh_beta is not None and not early_refresh_beta > 0:
-            raise ConfigurationError(
-                f"early_refresh_beta must be > 0 (1.0 is the usual choice) or None, "
-                f"got {early_refresh_beta!r}"
-            )
+        check_refresh_options(early_refresh_beta=early_refresh_beta, jitter=jitter)
         self.max_entries = max_entries
         self.early_refresh_beta = early_refresh_beta
         self.jitter = jitter
@@ -295,11 +290,6 @@ class InMemoryCacheAdapter(BaseCacheAdapter):
         self._finish(key, flight, ttl, run, value=value)
         return value
 
-    def _refresh_blocking(self, key: str, flight: _Flight, creator: Creator, ttl: Any) -> None:
-        # A background refresh: its error is counted (creator_errors); stale data keeps serving.
-        with contextlib.suppress(Exception):
-            self._compute_blocking(key, flight, creator, ttl)
-
     # ------------------------------------------------------------------- async
 
     async def get_or_create(
@@ -479,9 +469,7 @@ class _SyncMemory(SyncCacheAdapter):
         if flight is None or kind == _STALE:
             return cast(T, value)
         if kind == _STALE_REFRESH:
-            threading.Thread(
-                target=cache._refresh_blocking, args=(key, flight, creator, ttl), daemon=True
-            ).start()
+            refresh_in_background(cache._compute_blocking, key, flight, creator, ttl)
             return cast(T, value)
         if kind == _LEAD:
             return cast(T, cache._compute_blocking(key, flight, creator, ttl))

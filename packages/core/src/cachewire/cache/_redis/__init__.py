@@ -12,6 +12,6 @@ except ModuleNotFoundError as exc:  # pragma: no cover - exercised in a subproce
     ) from exc
 
 from cachewire.cache._redis._async import RedisCacheAdapter
-from cachewire.cache._redis._core import SCRIPTS
+from cachewire.cache._redis._record import SCRIPTS
 
 __all__ = ["SCRIPTS", "RedisCacheAdapter"]

@@ -18,58 +18,27 @@ from redis import exceptions as redis_errors
 from cachewire.cache._base import MISSING, BaseCacheAdapter, Creator, SyncCacheAdapter, _Missing
 from cachewire.cache._codec import Codec
 from cachewire.cache._flight import COMPUTING, CreatorRun, FlightTable, check_reentry
-from cachewire.cache._redis._core import (
-    BACKEND_ERRORS,
-    READ,
+from cachewire.cache._redis._connect import connect
+from cachewire.cache._redis._core import BACKEND_ERRORS, RedisCore
+from cachewire.cache._redis._record import READ, join_versions
+from cachewire.cache._redis._steps import (
     Call,
     Compute,
     Eval,
     Pause,
-    RedisCore,
     Refresh,
     Run,
     Steps,
     backoff,
-    join_versions,
 )
 from cachewire.cache._redis._sync import SyncRedis
-from cachewire.cache._redis._waiting import Gate, Wakeups
-from cachewire.errors import ConfigurationError
+from cachewire.cache._redis._waiting import Drive, Gate, Pending, Wakeups
 
 __all__ = ["RedisCacheAdapter"]
 
 #: Defaults that bound what a frozen or unreachable Redis costs a call (seconds).
 SOCKET_TIMEOUT = 5.0
 CONNECT_TIMEOUT = 2.0
-
-
-class _Pending:
-    """A caller's read of a key, then the work it started; callers arriving meanwhile wait for
-    its answer. The future they wait on is made by the first of them, so a read nobody waits
-    for costs none."""
-
-    __slots__ = ("detached", "future", "tags")
-
-    def __init__(self, tags: Sequence[str]) -> None:
-        self.future: asyncio.Future[Any] | None = None
-        self.tags = tags
-        self.detached = False
-
-    def waited(self) -> asyncio.Future[Any]:
-        if self.future is None:
-            self.future = asyncio.get_running_loop().create_future()
-        return self.future
-
-
-class _Drive:
-    """What one run of the core's steps keeps: the wake-up subscription, held from the first
-    pause to the end, and the ticket of the last read script it sent."""
-
-    __slots__ = ("read_ticket", "waits")
-
-    def __init__(self, waits: contextlib.ExitStack) -> None:
-        self.waits = waits
-        self.read_ticket = 0
 
 
 class RedisCacheAdapter(BaseCacheAdapter):
@@ -119,20 +88,14 @@ class RedisCacheAdapter(BaseCacheAdapter):
         breaker_threshold: int = 5,
         breaker_cool_down: float = 5.0,
     ) -> None:
-        if redis_url is None and client is None:
-            raise ConfigurationError("RedisCacheAdapter needs redis_url= or client=")
-        if isinstance(max_connections, bool) or not (
-            isinstance(max_connections, int) and max_connections >= 1
-        ):
-            raise ConfigurationError(
-                f"max_connections must be an int >= 1, got {max_connections!r}"
-            )
-        for given in (client, sync_client):
-            if given is not None and given.get_connection_kwargs().get("decode_responses"):
-                raise ConfigurationError(
-                    "RedisCacheAdapter needs a client that returns bytes: "
-                    "create it with decode_responses=False"
-                )
+        clients = connect(
+            redis_url,
+            client=client,
+            sync_client=sync_client,
+            max_connections=max_connections,
+            socket_timeout=socket_timeout,
+            socket_connect_timeout=socket_connect_timeout,
+        )
         self.core = RedisCore(
             namespace=namespace,
             codec=codec,
@@ -142,7 +105,7 @@ class RedisCacheAdapter(BaseCacheAdapter):
             early_refresh_beta=early_refresh_beta,
             jitter=jitter,
             fail_open=fail_open,
-            where=_where(redis_url, client),
+            where=clients.where,
             breaker_threshold=breaker_threshold,
             breaker_cool_down=breaker_cool_down,
         )
@@ -151,22 +114,7 @@ class RedisCacheAdapter(BaseCacheAdapter):
         self.default_ttl, self.stale_ttl = self.core.default_ttl, self.core.stale_ttl
         self.lock_timeout, self.fail_open = self.core.lock_timeout, fail_open
         self.early_refresh_beta, self.jitter = early_refresh_beta, jitter
-        self._client = client or aioredis.Redis.from_url(
-            cast(str, redis_url),
-            max_connections=max_connections,
-            socket_timeout=socket_timeout,
-            socket_connect_timeout=socket_connect_timeout,
-        )
-        self._sync_client = sync_client or (
-            redis.Redis.from_url(
-                redis_url,
-                max_connections=max_connections,
-                socket_timeout=socket_timeout,
-                socket_connect_timeout=socket_connect_timeout,
-            )
-            if redis_url is not None
-            else None
-        )
+        self._client, self._sync_client = clients.async_client, clients.sync_client
         # redis-py refuses a command outright when its pool is exhausted; callers beyond the
         # pool's size wait for a connection here instead (one gate per event loop).
         pool_size = min(
@@ -184,7 +132,7 @@ class RedisCacheAdapter(BaseCacheAdapter):
         self._gate_loop: asyncio.AbstractEventLoop | None = None
         self._gate_of_loop = Gate(0)  # replaced on first use
         self._stats = self.core.stats
-        self._local: FlightTable[_Pending] = FlightTable()
+        self._local: FlightTable[Pending] = FlightTable()
         # Counts reads sent; a caller joining another's read compares tickets (see get_or_create).
         self._sends = 0
         self._background: set[asyncio.Task[Any]] = set()
@@ -202,7 +150,7 @@ class RedisCacheAdapter(BaseCacheAdapter):
         self._gate_loop, self._gate_of_loop = loop, gate
         return gate
 
-    async def _drive(self, steps: Steps, drive: _Drive | None = None) -> Any:
+    async def _drive(self, steps: Steps, drive: Drive | None = None) -> Any:
         """Run the core's steps, performing each with an await; errors go back into them."""
         run = Run(steps)
         for step in run:
@@ -212,7 +160,7 @@ class RedisCacheAdapter(BaseCacheAdapter):
                 run.fail(exc)
         return run.value
 
-    async def _perform(self, step: Any, drive: _Drive | None = None) -> Any:
+    async def _perform(self, step: Any, drive: Drive | None = None) -> Any:
         if isinstance(step, Eval):
             if drive is not None and step.script is READ:
                 self._sends = drive.read_ticket = self._sends + 1
@@ -284,7 +232,7 @@ class RedisCacheAdapter(BaseCacheAdapter):
             )
         return wakeups
 
-    async def _pause(self, step: Pause, drive: _Drive | None) -> None:
+    async def _pause(self, step: Pause, drive: Drive | None) -> None:
         wakeups = self._wakeups_here() if drive is not None else None
         if wakeups is not None and drive is not None and step.attempt == 0:
             drive.waits.enter_context(wakeups.session())
@@ -326,7 +274,7 @@ class RedisCacheAdapter(BaseCacheAdapter):
         # process's other callers of the key wait for its answer; work that has to outlive the
         # caller (computing, waiting for a lease) runs in a task of the cache's.
         value_key = core.value_key(key)
-        pending = local[key] = _Pending(tags)
+        pending = local[key] = Pending(tags)
         self._sends = sent = self._sends + 1
         try:
             record, versions = await self._fetch(value_key, tags)
@@ -362,7 +310,7 @@ class RedisCacheAdapter(BaseCacheAdapter):
 
     async def _join(
         self,
-        pending: _Pending,
+        pending: Pending,
         key: str,
         creator: Creator,
         ttl_seconds: float | _Missing | None,
@@ -397,7 +345,7 @@ class RedisCacheAdapter(BaseCacheAdapter):
     async def _resolve(self, call: Call, unreadable: bool) -> tuple[Any, float]:
         """The value, and the newest caller (by ticket) it may answer."""
         with contextlib.ExitStack() as waits:
-            drive = _Drive(waits)
+            drive = Drive(waits)
             miss = self.core.miss_steps(call, force=unreadable)
             value, refresh, published = await self._drive(miss, drive)
         if refresh is not None:
@@ -415,7 +363,7 @@ class RedisCacheAdapter(BaseCacheAdapter):
     def _answer(
         self,
         key: str,
-        pending: _Pending,
+        pending: Pending,
         value: Any = MISSING,
         *,
         error: BaseException | None = None,
@@ -433,16 +381,14 @@ class RedisCacheAdapter(BaseCacheAdapter):
         else:
             waited.set_result(value)
 
-    def _fly(
-        self, key: str, work: Coroutine[Any, Any, Any], pending: _Pending
-    ) -> asyncio.Task[Any]:
+    def _fly(self, key: str, work: Coroutine[Any, Any, Any], pending: Pending) -> asyncio.Task[Any]:
         """Run ``work`` in a task of the cache's; its outcome answers the callers of ``pending``
         (and this process's later callers of ``key``, until an invalidation detaches it)."""
         task = asyncio.get_running_loop().create_task(work)
         task.add_done_callback(lambda done: self._flight_done(key, done, pending))
         return task
 
-    def _flight_done(self, key: str, task: asyncio.Task[Any], pending: _Pending) -> None:
+    def _flight_done(self, key: str, task: asyncio.Task[Any], pending: Pending) -> None:
         if task.cancelled():
             self._answer(key, pending)
         elif task.exception() is not None:
@@ -537,10 +483,3 @@ class RedisCacheAdapter(BaseCacheAdapter):
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self.aclose()
-
-
-def _where(redis_url: str | None, client: aioredis.Redis | None) -> str:
-    if redis_url is not None:
-        return redis_url.split("@")[-1]  # never log a password
-    kwargs: dict[str, Any] = client.get_connection_kwargs() if client is not None else {}  # type: ignore[no-untyped-call]
-    return f"{kwargs.get('host', '?')}:{kwargs.get('port', '?')}"

@@ -9,215 +9,53 @@ calls, so the two cannot drift apart.
 
 from __future__ import annotations
 
-import hashlib
-import importlib.resources
 import itertools
 import logging
 import os
-import random
 import re
 import secrets
 import time
-from collections.abc import Generator, Iterator, Sequence
+from collections.abc import Sequence
 from typing import Any
 
-import attrs
 from redis import exceptions as redis_errors
 
-from cachewire.cache._base import MISSING, Creator, _Missing, validate_key, validate_ttl
+from cachewire.cache._base import MISSING, _Missing, validate_key, validate_ttl
 from cachewire.cache._breaker import BackendSkipped, CircuitBreaker
 from cachewire.cache._codec import Codec, JsonCodec, codec_call
-from cachewire.cache._flight import early_refresh_draw, jittered
+from cachewire.cache._flight import check_refresh_options, early_refresh_draw, jittered
 from cachewire.cache._keys import escape
+from cachewire.cache._redis._record import (
+    BUMP,
+    EXTEND,
+    INVALIDATE,
+    MAX_DIGITS,
+    READ,
+    RELEASE,
+    WRITE,
+    Read,
+    parse_record,
+    parse_reply,
+)
+from cachewire.cache._redis._steps import (
+    Call,
+    Compute,
+    Eval,
+    Heartbeat,
+    Pause,
+    Refresh,
+    Steps,
+)
 from cachewire.cache._stats import CacheStats
 from cachewire.errors import CacheBackendError, ConfigurationError
 
-__all__ = ["BACKEND_ERRORS", "SCRIPTS", "RedisCore", "Run", "Script"]
+__all__ = ["BACKEND_ERRORS", "RedisCore"]
 
 logger = logging.getLogger("cachewire.cache")
 
 #: Every error of the Redis client, and a call the circuit breaker skipped.
 BACKEND_ERRORS = (redis_errors.RedisError, BackendSkipped)
 _CODEC_ID = re.compile(r"[A-Za-z0-9_.-]{1,64}")
-_MAX_DIGITS = 15  # soft expiry and creator time: milliseconds, exact in a double
-
-
-@attrs.frozen
-class Script:
-    """A Lua script shipped with the package, run by its SHA1 (loaded once per server)."""
-
-    name: str
-    source: str
-    sha: str
-
-    @classmethod
-    def load(cls, name: str) -> Script:
-        source = (
-            importlib.resources.files("cachewire.cache._redis")
-            .joinpath("scripts", f"{name}.lua")
-            .read_text(encoding="utf-8")
-        )
-        return cls(name, source, hashlib.sha1(source.encode(), usedforsecurity=False).hexdigest())
-
-
-SCRIPTS = {
-    name: Script.load(name) for name in ("read", "write", "extend", "release", "invalidate", "bump")
-}
-READ, WRITE, EXTEND, RELEASE, INVALIDATE, BUMP = (
-    SCRIPTS[n] for n in ("read", "write", "extend", "release", "invalidate", "bump")
-)
-
-
-@attrs.frozen
-class Record:
-    """A stored value, as five fields on lines of their own.
-
-    ``<soft expiry, server ms; 0 = none>``, ``<creator ms>``, ``<codec id>``, ``<tag versions>``,
-    ``<payload>``; Redis drops it ``stale_ttl`` after the soft expiry.
-    """
-
-    soft_ms: int
-    creator_ms: int
-    codec: bytes
-    versions: bytes
-    payload: bytes
-
-
-def _number(text: bytes) -> int | None:
-    # Strict: ASCII digits only (no sign, space, tab or underscore), short enough to be exact.
-    if 0 < len(text) <= _MAX_DIGITS and text.isdigit():
-        return int(text)
-    return None
-
-
-def parse_record(raw: bytes) -> Record | None:
-    """The record in ``raw``, or None when it is damaged or of another format (then replaced)."""
-    parts = raw.split(b"\n", 4)
-    if len(parts) != 5:
-        return None
-    soft, took = _number(parts[0]), _number(parts[1])
-    if soft is None or took is None:
-        return None
-    return Record(soft, took, parts[2], parts[3], parts[4])
-
-
-@attrs.frozen
-class Read:
-    """What the read script found when it was not a plain hit."""
-
-    state: str  # "m" miss, "s" stale, "e" due for an early refresh
-    won: bool
-    epoch: bytes
-    versions: bytes
-    record: bytes
-
-
-def parse_reply(reply: bytes) -> Read | bytes:
-    """A fresh record as stored, or what the read script found otherwise."""
-    if reply[:1].isdigit():
-        return reply
-    head, epoch, versions, record = reply.split(b"\n", 3)
-    return Read(chr(head[0]), head[1:2] == b"1", epoch, versions, record)
-
-
-def join_versions(found: Sequence[bytes | None]) -> bytes:
-    return b",".join(version or b"0" for version in found)
-
-
-# ------------------------------------------------------------ steps (I/O to perform)
-
-
-@attrs.frozen
-class Eval:
-    script: Script
-    keys: list[str]
-    args: list[Any]
-
-
-@attrs.frozen
-class Pause:
-    """Wait until ``lock_key`` is announced (or any tag bump), or for the backoff of the
-    ``attempt``-th pause of this wait (see `backoff`)."""
-
-    lock_key: str
-    attempt: int
-
-
-def backoff(attempt: int, first: float, longest: float) -> float:
-    """The pause before looking again: ``first`` doubling up to ``longest``, jittered down by up
-    to half so waiters of one lease do not look all at once."""
-    return float(min(first * 2 ** min(attempt, 30), longest)) * (0.5 + random.random() / 2)
-
-
-@attrs.frozen
-class Compute:
-    """Run the creator; the reply is (value, creator milliseconds)."""
-
-    key: str
-    creator: Creator
-
-
-@attrs.frozen
-class Heartbeat:
-    """Start (``stop=None``) or stop a heartbeat extending a lease; the reply is its handle."""
-
-    keys: list[str]
-    token: str
-    stop: Any = None
-
-
-@attrs.define(slots=True)
-class Call:
-    """One get_or_create that found no fresh value."""
-
-    key: str
-    creator: Creator
-    keys: list[str]  # value, lease, epoch, tags...
-    ttl: float | None
-    ttl_ms: int
-    stale_ttl: float | None
-
-
-@attrs.frozen
-class Refresh:
-    """A lease this caller took while being answered with an older value: refresh it after."""
-
-    call: Call
-    token: str
-    read: Read
-
-
-Steps = Generator[Any, Any, Any]
-
-
-class Run:
-    """Runs steps for a driver: iterate for the next step, hand back its outcome with `reply`
-    or `fail`; once the iteration ends, `value` holds what the steps returned (or they raised).
-    """
-
-    __slots__ = ("_error", "_reply", "_steps", "value")
-
-    def __init__(self, steps: Steps) -> None:
-        self._steps = steps
-        self._reply: Any = None
-        self._error: BaseException | None = None
-        self.value: Any = None
-
-    def __iter__(self) -> Iterator[Any]:
-        while True:
-            reply, error, self._reply, self._error = self._reply, self._error, None, None
-            try:
-                step = self._steps.send(reply) if error is None else self._steps.throw(error)
-            except StopIteration as done:
-                self.value = done.value
-                return
-            yield step
-
-    def reply(self, value: Any) -> None:
-        self._reply = value
-
-    def fail(self, error: BaseException) -> None:
-        self._error = error
 
 
 class RedisCore:
@@ -240,13 +78,7 @@ class RedisCore:
     ) -> None:
         if not lock_timeout > 0:
             raise ConfigurationError(f"lock_timeout must be > 0 seconds, got {lock_timeout!r}")
-        if early_refresh_beta is not None and not early_refresh_beta > 0:
-            raise ConfigurationError(
-                f"early_refresh_beta must be > 0 (1.0 is the usual choice) or None, "
-                f"got {early_refresh_beta!r}"
-            )
-        if not 0.0 <= jitter < 1.0:
-            raise ConfigurationError(f"jitter must be in [0, 1), got {jitter!r}")
+        check_refresh_options(early_refresh_beta=early_refresh_beta, jitter=jitter)
         self.codec: Codec = codec or JsonCodec()
         if not _CODEC_ID.fullmatch(self.codec.codec_id):
             raise ConfigurationError(
@@ -383,7 +215,7 @@ class RedisCore:
         if len(parts) != 5 or parts[2] != self.codec_id or parts[3] != versions:
             return MISSING, False  # the read script replaces it
         soft, took = parts[0], parts[1]
-        if not (soft.isdigit() and took.isdigit() and len(soft) <= _MAX_DIGITS >= len(took)):
+        if not (soft.isdigit() and took.isdigit() and len(soft) <= MAX_DIGITS >= len(took)):
             return MISSING, False  # damaged: the read script replaces it
         if self.clock_checks and soft != b"0":
             draw = (

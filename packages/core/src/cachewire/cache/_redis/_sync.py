@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -12,19 +11,23 @@ import redis
 from redis import exceptions as redis_errors
 
 from cachewire.cache._base import MISSING, SyncCacheAdapter, _Missing
-from cachewire.cache._flight import CreatorRun, FlightTable, call_creator, check_reentry
-from cachewire.cache._redis._core import (
-    BACKEND_ERRORS,
+from cachewire.cache._flight import (
+    CreatorRun,
+    FlightTable,
+    call_creator,
+    check_reentry,
+    refresh_in_background,
+)
+from cachewire.cache._redis._core import BACKEND_ERRORS, RedisCore
+from cachewire.cache._redis._record import join_versions
+from cachewire.cache._redis._steps import (
     Call,
     Compute,
     Eval,
     Pause,
-    RedisCore,
-    Refresh,
     Run,
     Steps,
     backoff,
-    join_versions,
 )
 from cachewire.errors import ConfigurationError
 
@@ -165,13 +168,9 @@ class SyncRedis(SyncCacheAdapter):
             return cast(T, value)
         value, refresh, _ = self._drive(core.miss_steps(call, force=unreadable))
         if refresh is not None:
-            threading.Thread(target=self._refresh, args=(refresh,), daemon=True).start()
+            steps = self._core.lead_steps(refresh.call, refresh.token, refresh.read)
+            refresh_in_background(self._drive, steps)
         return cast(T, value)
-
-    def _refresh(self, refresh: Refresh) -> None:
-        # In the background: its error was counted (creator_errors); stale data keeps serving.
-        with contextlib.suppress(Exception):
-            self._drive(self._core.lead_steps(refresh.call, refresh.token, refresh.read))
 
     def get(self, key: str, default: Any = None, *, tags: Sequence[str] = ()) -> Any:
         core = self._core

@@ -5,14 +5,15 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from typing import Any
 
 import redis.asyncio as aioredis
 
 from cachewire.cache._redis._core import BACKEND_ERRORS
 from cachewire.cache._stats import CacheStats
 
-__all__ = ["Gate", "Wakeups"]
+__all__ = ["Drive", "Gate", "Pending", "Wakeups"]
 
 
 class Gate:
@@ -138,3 +139,32 @@ class Wakeups:
         finally:
             with contextlib.suppress(Exception):
                 await asyncio.shield(pubsub.aclose())  # type: ignore[no-untyped-call]
+
+
+class Pending:
+    """A caller's read of a key, then the work it started; callers arriving meanwhile wait for
+    its answer. The future they wait on is made by the first of them, so a read nobody waits
+    for costs none."""
+
+    __slots__ = ("detached", "future", "tags")
+
+    def __init__(self, tags: Sequence[str]) -> None:
+        self.future: asyncio.Future[Any] | None = None
+        self.tags = tags
+        self.detached = False
+
+    def waited(self) -> asyncio.Future[Any]:
+        if self.future is None:
+            self.future = asyncio.get_running_loop().create_future()
+        return self.future
+
+
+class Drive:
+    """What one run of the core's steps keeps: the wake-up subscription, held from the first
+    pause to the end, and the ticket of the last read script it sent."""
+
+    __slots__ = ("read_ticket", "waits")
+
+    def __init__(self, waits: contextlib.ExitStack) -> None:
+        self.waits = waits
+        self.read_ticket = 0
