@@ -186,13 +186,13 @@ def payload_costs(n: int, repeats: int) -> list[list[str]]:
     return [
         ["floor: json.dumps of the tagged body", f"{dumps_floor:.2f}", "1.00x", size],
         [
-            "encode_payload (3 rules, int/str/UUID/Decimal/datetime)",
+            "encode_rule_work (3 rules, int/str/UUID/Decimal/datetime)",
             f"{encode:.2f}",
             ratio(encode, dumps_floor),
             size,
         ],
         ["floor: json.loads of the text", f"{loads_floor:.2f}", "1.00x", size],
-        ["decode_payload (the same)", f"{decode:.2f}", ratio(decode, loads_floor), size],
+        ["decode_rule_work (the same)", f"{decode:.2f}", ratio(decode, loads_floor), size],
     ]
 
 
@@ -290,7 +290,7 @@ def main() -> None:
     )
     lines += ["", "### Wire payload", ""]
     lines += [
-        "`encode_payload` / `decode_payload`, what broker dispatchers send and workers read.",
+        "`encode_rule_work` / `decode_rule_work`, what broker dispatchers send and workers read.",
         "drf-restflow has no payload of its own (it hands the raw arguments to the broker's",
         "serializer), so the floor is the JSON step alone.",
         "",

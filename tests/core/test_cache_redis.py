@@ -87,7 +87,7 @@ async def test_strict_json_refuses_values_that_would_change(
     cache: RedisCacheAdapter, redis_db_url: str
 ) -> None:
     client = redis.Redis.from_url(redis_db_url)
-    for value in [(1, 2), {1: "a"}, {"when": object()}]:
+    for value in ["\ud800", {1: "a"}, {"when": object()}]:
         with pytest.raises(SerializationError):
             await cache.get_or_create("k", lambda value=value: value)
         assert not client.exists("t:l:k")  # the lease is released, nobody waits for it

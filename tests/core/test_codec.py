@@ -2,17 +2,36 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import enum
 import pickle
 import uuid
 from collections.abc import Iterator
+from decimal import Decimal
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
-from hypothesis import given
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from cachewire.cache import JsonCodec, PickleCodec
-from cachewire.errors import ConfigurationError, SerializationError
+from cachewire.errors import ConfigurationError, SerializationError, ValueNotPortableError
+
+
+class Shade(enum.Enum):
+    DARK = "dark"
+
+
+class Level(enum.IntEnum):
+    HIGH = 3
+
+
+def _deep(levels: int) -> Any:
+    value: Any = 1
+    for _ in range(levels):
+        value = [value]
+    return value
+
 
 json_values = st.recursive(
     st.none()
@@ -25,16 +44,74 @@ json_values = st.recursive(
 )
 
 
+@settings(deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(json_values)
 def test_json_values_round_trip_equal(value: Any) -> None:
     codec = JsonCodec()
     assert codec.decode(codec.encode(value)) == value
 
 
-@pytest.mark.parametrize("value", [(1,), {1: 2}, {"a": {3}}, b"x", float("nan"), object()])
-def test_values_that_would_change_are_refused_before_storing(value: Any) -> None:
-    with pytest.raises(SerializationError):
+@pytest.mark.parametrize(
+    "value",
+    [{1: 2}, {"a": [object()]}, "\ud800", 10**5000, _deep(101), object()],
+    ids=["int-key", "object-in-list", "surrogate", "5000-digits", "101-deep", "object"],
+)
+def test_values_outside_the_policy_are_refused_before_storing(value: Any) -> None:
+    with pytest.raises(ValueNotPortableError) as info:
         JsonCodec().encode(value)
+    assert isinstance(info.value, SerializationError)
+    assert len(str(info.value)) < 600
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        (1, "a"),
+        {"a": {3}},
+        frozenset({(1, 2)}),
+        b"x",
+        float("nan"),
+        float("-inf"),
+        {"__cw__": "tuple", "v": [1]},
+        [{"__cw__": 1}, "__cw__"],
+        dt.datetime(2026, 1, 10, 12, tzinfo=ZoneInfo("Europe/London")),
+        uuid.UUID(int=5),
+        Decimal("1.50"),
+        Shade.DARK,
+        Level.HIGH,
+    ],
+)
+def test_tagged_values_come_back_as_the_same_type(value: Any) -> None:
+    codec = JsonCodec()
+    back = codec.decode(codec.encode(value))
+    assert type(back) is type(value)
+    assert back == value or (value != value and back != back)
+    if isinstance(value, dt.datetime):
+        assert back.tzinfo is value.tzinfo
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"",
+        b"{",
+        b"\xff\xfe",
+        b"[1] 2",
+        b'{"__cw__": "nope", "v": 1}',
+        b'{"__cw__": "uuid", "v": "not a uuid"}',
+        b'{"__cw__": "enum", "t": "os:system", "v": 1}',
+        b'{"__cw__": "datetime", "v": "2026-01-01T00:00:00", "tz": "../../etc/passwd"}',
+        b"[" * 10_000 + b"]" * 10_000,
+    ],
+)
+def test_damaged_bytes_raise_serialization_error(data: bytes) -> None:
+    with pytest.raises(SerializationError):
+        JsonCodec().decode(data)
+
+
+def test_json_codec_takes_a_key_keyword() -> None:
+    codec = JsonCodec()
+    assert codec.decode(codec.encode([1], key="k"), key="k") == [1]
 
 
 # ------------------------------------------------------------------ signed pickle

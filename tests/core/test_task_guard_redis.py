@@ -28,7 +28,7 @@ from cachewire.dispatch import Dispatcher
 from cachewire.tasks import run_task, task
 
 url, policy, prefix = sys.argv[1:4]
-r = redis.Redis.from_url(url)
+r = redis.Redis.from_url(url, socket_timeout=60)
 
 
 class Threads(Dispatcher):
@@ -88,7 +88,7 @@ EXPECTED = {
 
 @pytest.fixture
 def client(redis_db_url: str) -> Iterator[redis.Redis]:
-    c = redis.Redis.from_url(redis_db_url)
+    c = redis.Redis.from_url(redis_db_url, socket_timeout=60)  # BLPOP waits past the 5 s default
     yield c
     c.close()
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import os
+import re
 import threading
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
@@ -304,16 +305,34 @@ async def test_cache_ttl_label_sets_the_ttl(registry: TaskRegistry) -> None:
     assert list(cache.ttls.values()) == [42.0]
 
 
-async def test_invalid_cache_ttl_warns_and_uses_the_default(registry: TaskRegistry) -> None:
+@pytest.mark.parametrize(
+    ("labels", "named"),
+    [
+        ({"cache_ttl": "soon"}, "cache_ttl='soon'"),
+        ({"cache_ttl": -1}, "cache_ttl=-1"),
+        ({"cache_ttl": True}, "cache_ttl=True"),
+        ({"cache_ttl": "nan"}, "cache_ttl='nan'"),
+        ({"cache_errors": "sometimes"}, "cache_errors='sometimes'"),
+        ({"cache_errors": 2}, "cache_errors=2"),
+    ],
+)
+async def test_a_bad_label_is_a_clear_error_at_submit_and_at_run(
+    registry: TaskRegistry, labels: dict[str, Any], named: str
+) -> None:
     cache = FakeCache()
+    ran: list[int] = []
 
     @task(name="w", registry=registry, middlewares=[CacheMiddleware(cache, default_ttl=7)])
     async def body() -> int:
+        ran.append(1)
         return 1
 
-    with pytest.warns(UserWarning, match="cache_ttl='soon'"):
-        await arun_task(TaskMessage(name="w", labels={"cache_ttl": "soon"}), registry=registry)
-    assert list(cache.ttls.values()) == [7.0]
+    with pytest.raises(ConfigurationError, match=re.escape(named)):
+        body.apply_async(labels=labels)
+    with pytest.raises(ConfigurationError, match=re.escape(named)):
+        await arun_task(TaskMessage(name="w", labels=labels), registry=registry, raise_errors=True)
+    assert ran == []
+    assert cache.ttls == {}
 
 
 @pytest.mark.parametrize("flag", ["true", True, 1])

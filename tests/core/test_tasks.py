@@ -221,8 +221,8 @@ def test_non_json_arguments_are_refused_at_submit(registry: TaskRegistry) -> Non
     @task(name="nonjson", registry=registry, dispatcher=RunInline)
     def f(x: Any) -> None: ...
 
-    with pytest.raises(TaskError, match="JSON"):
-        f.delay({1, 2})
+    with pytest.raises(TaskError, match="cannot travel"):
+        f.delay(object())
 
 
 def test_a_failing_task_is_logged_and_counted_not_raised_to_the_submitter(

@@ -15,11 +15,14 @@ __all__ = [
     "ReentrantCallError",
     "RulePathError",
     "SerializationError",
+    "TaskArgumentError",
     "TaskError",
+    "TaskMessageError",
     "TaskTimeoutError",
     "UnknownRuleError",
     "UnknownTaskError",
     "UnsupportedVersionError",
+    "ValueNotPortableError",
 ]
 
 
@@ -72,11 +75,27 @@ class PayloadError(DispatchError):
 
 
 class UnsupportedVersionError(PayloadError):
-    """A message was written by a newer major version of the wire than this process reads."""
+    """A message was written in a wire format this process cannot read (a newer major version)."""
+
+
+class ValueNotPortableError(SerializationError, PayloadError):
+    """A value is outside the one policy of values that can travel (docs/values.md).
+
+    Raised wherever a value would cross a process or become a key: cache keys and partitions,
+    rule and task arguments, the JSON codec. The message names where the value came from.
+    """
 
 
 class TaskError(CachewireError):
     """A task could not be submitted or run."""
+
+
+class TaskMessageError(PayloadError, TaskError):
+    """A task message is malformed: a missing field, or one of the wrong type or value."""
+
+
+class TaskArgumentError(ValueNotPortableError, TaskMessageError):
+    """A task argument (or label) is outside the values that can travel."""
 
 
 class UnknownTaskError(TaskError):

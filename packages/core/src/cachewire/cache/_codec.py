@@ -1,4 +1,5 @@
-"""Codecs turn cached values into bytes for a remote backend. JSON is strict by default."""
+"""Codecs turn cached values into bytes for a remote backend. JSON is strict by default and
+follows the value policy of `cachewire.wire`."""
 
 from __future__ import annotations
 
@@ -7,10 +8,13 @@ import hmac
 import inspect
 import json
 import pickle
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from itertools import chain, compress, repeat
+from operator import contains, is_
 from typing import Any, Protocol
 
 from cachewire.errors import ConfigurationError, SerializationError
+from cachewire.wire import MAX_DEPTH, TAG, bounded_repr, decode_tagged, to_portable
 
 __all__ = ["Codec", "JsonCodec", "PickleCodec", "codec_call"]
 
@@ -61,53 +65,90 @@ def codec_call(
     return encode, decode
 
 
-def _check(value: Any, path: str) -> None:
-    if value is None or isinstance(value, bool | int | str):
-        return
-    if isinstance(value, float):
-        if value != value or value in (float("inf"), float("-inf")):
-            raise SerializationError(f"{path} = {value!r} is not valid JSON")
-        return
-    if isinstance(value, list):
-        for index, item in enumerate(value):
-            _check(item, f"{path}[{index}]")
-        return
-    if isinstance(value, dict):
-        for key, item in value.items():
-            if not isinstance(key, str):
-                raise SerializationError(
-                    f"{path} has the key {key!r} ({type(key).__name__}); JSON keys come back as "
-                    "str, so a cache hit would differ from the miss: use str keys"
-                )
-            _check(item, f"{path}[{key!r}]")
-        return
-    raise SerializationError(
-        f"{path} = {value!r} ({type(value).__name__}) would not come back from JSON as the same "
-        "value; convert it (tuples to lists, datetimes to strings, ...) or use another codec"
-    )
+_LEAVES = frozenset({str, int, float, bool, type(None)})
+_PLAIN = _LEAVES | {list, dict}
+_STR = frozenset({str})
+_dumps_plain = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode
 
 
-_json_scan = json.JSONDecoder().scan_once  # type: ignore[attr-defined]  # the C scanner
+def _is_plain_json(value: Any) -> bool:
+    """True when ``value`` is made of exact dicts (str keys, no tag key), lists, str, int, float,
+    bool and None, at most `MAX_DEPTH` deep: JSON that comes back unchanged, with no tags.
+
+    One pass per nesting level, with the per-item work in C (map, compress, chain), because a
+    walk in Python costs more than the encoding itself. Only call it on values `json.dumps`
+    encoded (so acyclic).
+    """
+    level: list[Any] = [value]
+    for depth in range(MAX_DEPTH + 1):
+        types = set(map(type, level))
+        if types <= _LEAVES:
+            return True
+        if not types <= _PLAIN or depth == MAX_DEPTH:
+            return False
+        mixed = len(types) > 1
+        children: list[Any] = []
+        if dict in types:
+            dicts = list(_only(dict, level)) if mixed else level
+            if not set(map(type, chain.from_iterable(dicts))) <= _STR:
+                return False
+            if any(map(contains, dicts, repeat(TAG))):
+                return False
+            children.extend(chain.from_iterable(map(dict.values, dicts)))
+        if list in types:
+            children.extend(chain.from_iterable(_only(list, level) if mixed else level))
+        level = children
+    return False  # pragma: no cover  (the loop returns)
+
+
+def _only(kind: type, values: list[Any]) -> Iterable[Any]:
+    return compress(values, map(is_, map(type, values), repeat(kind)))
+
+
+_TAG_BYTES = f'"{TAG}"'.encode()
+_scan_plain = json.JSONDecoder().scan_once  # type: ignore[attr-defined]  # the C scanner
+_scan_tagged = json.JSONDecoder(object_hook=decode_tagged).scan_once  # type: ignore[attr-defined]
 
 
 class JsonCodec:
-    """Strict JSON: only values that round-trip unchanged (dict with str keys, list, str, int,
-    float, bool, None). Anything else raises `SerializationError` before it is stored."""
+    """Strict JSON for exactly the values of the value policy (docs/values.md).
 
-    codec_id = "json1"
+    Plain JSON values (dicts with str keys, lists, str, int, float, bool, None) are stored as
+    they are; tuples, sets, UUID, Decimal, dates and times, bytes, enums, NaN and infinities are
+    stored as tagged objects and come back as the same type. Anything else raises
+    `ValueNotPortableError` (a `SerializationError`) before anything is stored.
+    """
 
-    def encode(self, value: Any) -> bytes:
-        _check(value, "value")
-        return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
+    codec_id = "json2"
 
-    def decode(self, data: bytes) -> Any:
-        text = data.decode()
+    def encode(self, value: Any, *, key: str | None = None) -> bytes:
+        """The UTF-8 JSON of ``value``; `ValueNotPortableError` when it cannot travel."""
         try:
-            value, end = _json_scan(text, 0)
-        except StopIteration as exc:
-            raise ValueError(f"not JSON at character {exc.value}") from None
-        if end != len(text):
-            raise ValueError(f"extra data after the JSON value at character {end}")
+            text = _dumps_plain(value)
+            if _is_plain_json(value):
+                return text.encode()
+        except (TypeError, ValueError, RecursionError, UnicodeEncodeError):
+            pass  # not plain JSON: the policy encodes it, or says why it cannot
+        portable = to_portable(value, where="cached value")
+        return _dumps_plain(portable).encode()
+
+    def decode(self, data: bytes, *, key: str | None = None) -> Any:
+        """The value in ``data``; `SerializationError` when it is not what `encode` writes."""
+        try:
+            text = bytes(data).decode()
+            scan = _scan_tagged if _TAG_BYTES in data else _scan_plain
+            try:
+                value, end = scan(text, 0)
+            except StopIteration as exc:
+                raise ValueError(f"not JSON at character {exc.value}") from None
+            if end != len(text):
+                raise ValueError(f"extra data after the JSON value at character {end}")
+        except SerializationError:
+            raise
+        except (ValueError, RecursionError, TypeError) as exc:
+            raise SerializationError(
+                f"a cached value is not JSON written by JsonCodec: {bounded_repr(str(exc), 120)}"
+            ) from None
         return value
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from cachewire.rules._apply import arun_rules, run_rules
-from cachewire.rules._changes import ChangeBatch, changed, collect, current_batch
+from cachewire.rules._changes import ChangeBatch, changed, collect, current_batch, work_identity
 from cachewire.rules._rule import (
     InvalidationRule,
     Rule,
@@ -26,4 +26,5 @@ __all__ = [
     "rules_for_model",
     "run_rules",
     "unregister_all",
+    "work_identity",
 ]

@@ -31,7 +31,7 @@ from cachewire.rules._rule import (
 )
 from cachewire.wire import encode_value
 
-__all__ = ["ChangeBatch", "changed", "collect", "current_batch"]
+__all__ = ["ChangeBatch", "changed", "collect", "current_batch", "work_identity"]
 
 logger = logging.getLogger("cachewire.rules")
 
@@ -47,6 +47,25 @@ def _old_state(old: Any, new: Any) -> Any:
     if isinstance(old, Mapping):
         return OldValues(old, new)
     return old
+
+
+def work_identity(rule: Rule, kwargs: Mapping[str, Any]) -> tuple[str, str]:
+    """What makes two invalidations the same work: the rule and its arguments, where equal
+    values of different types (``1``, ``1.0``, ``True``) stay apart. Raises if an argument cannot
+    travel."""
+    rule_id = rule.id
+    if all(
+        type(value) in _PLAIN and (type(value) is not str or value.isascii())
+        for value in kwargs.values()
+    ):
+        # Travels as it is.
+        with contextlib.suppress(ValueError):  # an int too long for repr: refused below
+            return rule_id, repr(sorted((name, type(v).__name__, v) for name, v in kwargs.items()))
+    encoded = {
+        name: encode_value(value, where=f"rule {rule_id!r} argument {name!r}")
+        for name, value in kwargs.items()
+    }
+    return rule_id, json.dumps(encoded, sort_keys=True)
 
 
 @attrs.define
@@ -68,17 +87,7 @@ class ChangeBatch:
 
     def add(self, rule: Rule, kwargs: dict[str, Any]) -> None:
         """Queue one invalidation; identical ones collapse. Raises if an argument cannot travel."""
-        rule_id = rule.id
-        if all(type(value) in _PLAIN for value in kwargs.values()):
-            # Travels as it is; equal values of different types (1, 1.0, True) stay apart.
-            identity = repr(sorted((name, type(v).__name__, v) for name, v in kwargs.items()))
-        else:
-            encoded = {
-                name: encode_value(value, where=f"rule {rule_id!r} argument {name!r}")
-                for name, value in kwargs.items()
-            }
-            identity = json.dumps(encoded, sort_keys=True)
-        self._work.setdefault((rule_id, identity), (rule, kwargs))
+        self._work.setdefault(work_identity(rule, kwargs), (rule, kwargs))
 
     def record(
         self,

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
-import warnings
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from cachewire._settings import get_settings
@@ -14,7 +13,7 @@ from cachewire.errors import CachedTaskError, ConfigurationError
 from cachewire.tasks._context import SubmitResult, TaskContext
 from cachewire.tasks._message import TaskMessage
 
-__all__ = ["CacheMiddleware", "Middleware"]
+__all__ = ["CacheMiddleware", "Middleware", "cache_errors_label", "cache_ttl_label"]
 
 logger = logging.getLogger("cachewire.tasks")
 
@@ -54,10 +53,48 @@ class Middleware:
 _CACHE_PREFIX = "cachewire:task:"
 
 
-def _truthy(value: Any) -> bool:
-    if isinstance(value, str):
-        return value.strip().lower() in ("1", "true", "yes", "on")
-    return value is True or value == 1
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("0", "false", "no", "off", "")
+
+
+def _label_error(task_name: str, label: str, raw: Any, expected: str) -> ConfigurationError:
+    shown = repr(raw)
+    if len(shown) > 80:
+        shown = shown[:77] + "..."
+    return ConfigurationError(f"task {task_name!r}: label {label}={shown} must be {expected}")
+
+
+def cache_errors_label(labels: Mapping[str, Any], task_name: str) -> bool:
+    """The ``cache_errors`` label as a bool; `ConfigurationError` for anything but a boolean,
+    0/1 or one of true/false/yes/no/on/off."""
+    raw = labels.get("cache_errors", False)
+    if isinstance(raw, bool):
+        return raw
+    if isinstance(raw, int) and raw in (0, 1):
+        return bool(raw)
+    if isinstance(raw, str) and raw.strip().lower() in _TRUE + _FALSE:
+        return raw.strip().lower() in _TRUE
+    raise _label_error(task_name, "cache_errors", raw, "true or false")
+
+
+def cache_ttl_label(
+    labels: Mapping[str, Any], task_name: str, default: float | None
+) -> float | None:
+    """The ``cache_ttl`` label in seconds (``0`` = do not cache), or ``default`` when absent;
+    `ConfigurationError` for anything but a finite number >= 0."""
+    raw = labels.get("cache_ttl")
+    if raw is None:
+        return default
+    expected = "a number of seconds >= 0 (0 = do not cache)"
+    if isinstance(raw, bool):
+        raise _label_error(task_name, "cache_ttl", raw, expected)
+    try:
+        ttl = float(raw)
+    except (TypeError, ValueError):
+        raise _label_error(task_name, "cache_ttl", raw, expected) from None
+    if not math.isfinite(ttl) or ttl < 0:
+        raise _label_error(task_name, "cache_ttl", raw, expected)
+    return ttl
 
 
 class CacheMiddleware(Middleware):
@@ -65,9 +102,10 @@ class CacheMiddleware(Middleware):
 
     The key is the task name plus its canonical arguments (never the uuid), so identical calls
     share one entry, and concurrent identical calls run the body once through the cache's
-    single flight. Labels per call: ``cache_ttl`` (seconds; ``0`` = do not cache this call; an
-    invalid value warns and uses ``default_ttl``) and ``cache_errors`` (true: store a failure as
-    its type and message and raise `CachedTaskError` to later identical calls).
+    single flight. Labels per call: ``cache_ttl`` (seconds; ``0`` = do not cache this call) and
+    ``cache_errors`` (true: store a failure as its type and message and raise `CachedTaskError`
+    to later identical calls). A label with a bad value is a `ConfigurationError`, at submit time
+    and when the task runs.
 
     ``cache`` defaults to the ``default_cache`` setting; running without either raises
     `ConfigurationError`.
@@ -99,24 +137,11 @@ class CacheMiddleware(Middleware):
 
     def ttl_for(self, ctx: TaskContext) -> float | None:
         """The TTL of this call from its ``cache_ttl`` label (0 = do not cache)."""
-        raw = ctx.labels.get("cache_ttl")
-        if raw is None:
-            return self.default_ttl
-        try:
-            if isinstance(raw, bool):
-                raise ValueError("a boolean is not a number of seconds")
-            ttl = float(raw)
-            if not math.isfinite(ttl) or ttl < 0:
-                raise ValueError("must be a finite number >= 0")
-        except (TypeError, ValueError) as exc:
-            text = (
-                f"task {ctx.task_name!r}: label cache_ttl={raw!r} is not a number of seconds "
-                f"({exc}); using default_ttl={self.default_ttl}"
-            )
-            logger.warning(text)
-            warnings.warn(text, stacklevel=2)
-            return self.default_ttl
-        return ttl
+        return cache_ttl_label(ctx.labels, ctx.task_name, self.default_ttl)
+
+    def before_submit(self, message: TaskMessage) -> None:
+        cache_ttl_label(message.labels, message.name, self.default_ttl)
+        cache_errors_label(message.labels, message.name)
 
     def _skip(self, ctx: TaskContext) -> bool:
         return not self.enabled or ctx.message is None or self.ttl_for(ctx) == 0
@@ -142,7 +167,7 @@ class CacheMiddleware(Middleware):
         if self._skip(ctx):
             return call_next()
         assert ctx.message is not None
-        cache_errors = _truthy(ctx.labels.get("cache_errors", False))
+        cache_errors = cache_errors_label(ctx.labels, ctx.task_name)
         own: list[BaseException] = []
 
         def creator() -> dict[str, Any]:
@@ -165,7 +190,7 @@ class CacheMiddleware(Middleware):
         if self._skip(ctx):
             return await call_next()
         assert ctx.message is not None
-        cache_errors = _truthy(ctx.labels.get("cache_errors", False))
+        cache_errors = cache_errors_label(ctx.labels, ctx.task_name)
         own: list[BaseException] = []
 
         async def creator() -> dict[str, Any]:

@@ -1,78 +1,159 @@
-"""The one envelope every message that crosses a process travels in: kind, version, body."""
+"""The versioned envelope around everything that crosses a process.
+
+``{"kind": "rules" | "task", "v": [major, minor], "body": {...}}`` as JSON text. A reader accepts
+every minor version of its major (a newer minor may add optional fields, which it ignores) and
+refuses another major with `UnsupportedVersionError`. Every malformed input raises `PayloadError`
+(or a subclass), never a bare ``ValueError``, ``KeyError`` or ``RecursionError``.
+"""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Final, NoReturn
 
 import attrs
 
 from cachewire.errors import PayloadError, UnsupportedVersionError
+from cachewire.wire._values import bounded_repr
 
 __all__ = ["KINDS", "WIRE_VERSION", "Envelope", "decode_envelope", "encode_envelope"]
 
-#: (major, minor): a newer minor only adds optional fields; a newer major is refused.
-WIRE_VERSION = (1, 0)
-KINDS = ("rules", "task")
+#: The version this process writes; it reads every minor version of the same major.
+WIRE_VERSION: Final = (1, 0)
+#: What an envelope can carry.
+KINDS: Final = ("rules", "task")
+
+_FIELDS = frozenset({"kind", "v", "body"})
 
 
 @attrs.frozen
 class Envelope:
-    """A decoded message: what it carries (``kind``), the version it was written with and its
-    body (a JSON object)."""
+    """A decoded envelope: its ``kind``, the ``version`` it was written in, and its ``body``
+    (JSON data; `decode_rule_work` and `TaskMessage.from_envelope` read it)."""
 
     kind: str
     version: tuple[int, int]
-    body: Mapping[str, Any]
+    body: dict[str, Any]
+
+    @property
+    def is_newer(self) -> bool:
+        """Written by a newer minor version (which may carry fields this process ignores)."""
+        return self.version > WIRE_VERSION
+
+
+def _check_kind(kind: object) -> str:
+    if not isinstance(kind, str) or kind not in KINDS:
+        raise PayloadError(f"an envelope's kind must be one of {KINDS}, got {bounded_repr(kind)}")
+    return kind
+
+
+_encoder = json.JSONEncoder(allow_nan=False, separators=(",", ":"), check_circular=False)
 
 
 def encode_envelope(kind: str, body: Mapping[str, Any]) -> str:
-    """JSON text of one message of ``kind`` (one of `KINDS`)."""
-    if kind not in KINDS:
-        raise PayloadError(f"unknown message kind {kind!r}; expected one of {KINDS}")
-    return json.dumps(
-        {"kind": kind, "v": list(WIRE_VERSION), "body": body},
-        separators=(",", ":"),
-        sort_keys=True,
-        allow_nan=False,
-    )
+    """JSON text of an envelope of ``kind`` around ``body`` (JSON data, already portable).
+
+    Raises `PayloadError` when ``kind`` is unknown or ``body`` is not JSON data.
+    """
+    _check_kind(kind)
+    envelope = {"kind": kind, "v": list(WIRE_VERSION), "body": dict(body)}
+    try:
+        return _encoder.encode(envelope)
+    except (TypeError, ValueError, RecursionError) as exc:
+        raise PayloadError(
+            f"the body of a {kind!r} envelope is not JSON data: {bounded_repr(exc)}"
+        ) from None
 
 
-def _preview(raw: str | bytes | bytearray) -> str:
-    text = repr(raw)
-    return text if len(text) <= 120 else f"{text[:117]}..."
+def _refuse_constant(name: str) -> NoReturn:
+    raise ValueError(f"{name} is not JSON")
+
+
+_decoder = json.JSONDecoder(parse_constant=_refuse_constant)
+
+
+def _parse(raw: str | bytes | bytearray) -> Any:
+    if isinstance(raw, bytes | bytearray):
+        try:
+            raw = raw.decode()
+        except UnicodeDecodeError:
+            raise PayloadError(
+                "a message is not UTF-8 text, so it is no cachewire envelope"
+            ) from None
+    elif not isinstance(raw, str):
+        raise PayloadError(
+            f"a message must be str or bytes, got {type(raw).__name__}: {bounded_repr(raw)}"
+        )
+    try:
+        return _decoder.decode(raw)
+    except ValueError as exc:  # json.JSONDecodeError, or an integer too long to read
+        raise PayloadError(
+            f"a message is not JSON ({bounded_repr(str(exc), 100)}): {bounded_repr(raw)}"
+        ) from None
+    except RecursionError:
+        raise PayloadError("a message nests too deeply to be read") from None
+
+
+def _version(raw: object) -> tuple[int, int]:
+    if (
+        type(raw) is not list
+        or len(raw) != 2
+        or not all(type(part) is int and 0 <= part < 2**31 for part in raw)
+    ):
+        raise PayloadError(
+            f"a message of wire version {bounded_repr(raw)} cannot be read: this cachewire "
+            f"reads [major, minor] versions of major {WIRE_VERSION[0]}"
+        )
+    major, minor = raw
+    if major != WIRE_VERSION[0]:
+        hint = (
+            "upgrade the workers to the release of the producers"
+            if major > WIRE_VERSION[0]
+            else "the producer runs an older release: upgrade it"
+        )
+        raise UnsupportedVersionError(
+            f"a message of wire version {major}.{minor} cannot be read by this process (which "
+            f"reads {WIRE_VERSION[0]}.x): {hint}"
+        )
+    return major, minor
 
 
 def decode_envelope(raw: str | bytes | bytearray) -> Envelope:
-    """The envelope in ``raw``; `PayloadError` for anything else, `UnsupportedVersionError` for a
-    newer major version."""
-    if not isinstance(raw, str | bytes | bytearray):
-        raise PayloadError(f"a message body must be str or bytes, not {type(raw).__name__}")
-    try:
-        data = json.loads(raw)
-    except (ValueError, RecursionError) as exc:
-        raise PayloadError(f"a message is not JSON ({exc}): {_preview(raw)}") from None
-    if not isinstance(data, dict):
-        raise PayloadError(f"a message must be a JSON object: {_preview(raw)}")
-    kind, version, body = data.get("kind"), data.get("v"), data.get("body")
-    if (
-        not isinstance(version, list)
-        or len(version) != 2
-        or not all(type(part) is int and part >= 0 for part in version)
-    ):
+    """The envelope in ``raw``; `PayloadError` for anything that is not one, and
+    `UnsupportedVersionError` for another major version."""
+    data = _parse(raw)
+    if type(data) is not dict:
+        raise PayloadError(f"a message must be a JSON object, got {bounded_repr(raw)}")
+    if "v" not in data:
         raise PayloadError(
-            f"a message has no valid version (got {version!r}); producers and workers must run "
-            f"cachewire 0.2 or later: {_preview(raw)}"
+            "a message has no wire version: it is not a cachewire envelope (or was written by "
+            f"cachewire 0.1, whose messages are not read any more): {bounded_repr(raw)}"
         )
-    major, minor = version
-    if major != WIRE_VERSION[0]:
-        raise UnsupportedVersionError(
-            f"a message of wire version {major}.{minor} cannot be read by this worker (it reads "
-            f"{WIRE_VERSION[0]}.x); upgrade the workers and producers to one release"
+    version = _version(data["v"])
+    newer = version > WIRE_VERSION
+    if not newer and not data.keys() <= _FIELDS:
+        unknown = sorted(data.keys() - _FIELDS)
+        raise PayloadError(f"an envelope has unknown fields {bounded_repr(unknown)}")
+    kind = _check_kind(data.get("kind"))
+    body = data.get("body")
+    if type(body) is not dict:
+        raise PayloadError(
+            f"a {kind!r} envelope's body must be an object, got {bounded_repr(body)}"
         )
-    if kind not in KINDS:
-        raise PayloadError(f"a message has an unknown kind {kind!r}: {_preview(raw)}")
-    if not isinstance(body, dict):
-        raise PayloadError(f"a {kind} message has no body object: {_preview(raw)}")
-    return Envelope(kind=kind, version=(major, minor), body=body)
+    return Envelope(kind=kind, version=version, body=body)
+
+
+def check_body(envelope: Envelope, *, required: frozenset[str], optional: frozenset[str]) -> None:
+    """Refuse a body that lacks a required field, or (unless written by a newer minor version)
+    has a field outside ``required | optional``."""
+    keys = envelope.body.keys()
+    missing = sorted(required - keys)
+    if missing:
+        raise PayloadError(f"a {envelope.kind!r} message lacks the fields {missing}")
+    if not envelope.is_newer:
+        unknown = sorted(keys - required - optional)
+        if unknown:
+            raise PayloadError(
+                f"a {envelope.kind!r} message has unknown fields {bounded_repr(unknown)}"
+            )

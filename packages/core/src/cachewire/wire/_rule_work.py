@@ -1,93 +1,38 @@
-"""Rule work on the wire: rule ids and the argument sets to invalidate. Never pickles."""
+"""Rule work on the wire: which rules to run, with which argument sets (kind ``"rules"``)."""
 
 from __future__ import annotations
 
-import datetime as dt
-import decimal
-import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import attrs
 
 from cachewire.errors import PayloadError
-from cachewire.wire._envelope import Envelope, decode_envelope, encode_envelope
+from cachewire.wire._envelope import Envelope, check_body, decode_envelope, encode_envelope
+from cachewire.wire._portable import (
+    from_portable_arguments,
+    to_portable_arguments,
+)
+from cachewire.wire._values import bounded_repr
 
-__all__ = ["RuleWork", "decode_rule_work", "decode_value", "encode_rule_work", "encode_value"]
+__all__ = ["RuleWork", "decode_rule_work", "encode_rule_work"]
 
-_TAG = "__cw__"
-
-
-def encode_value(value: Any, *, where: str = "value") -> Any:
-    """A JSON-safe form of one argument; raises `PayloadError` naming ``where`` if impossible."""
-    if value is None or isinstance(value, bool | int | str):
-        return value
-    if isinstance(value, float):
-        if value != value or value in (float("inf"), float("-inf")):
-            return {_TAG: "float", "v": repr(value)}
-        return value
-    if isinstance(value, uuid.UUID):
-        return {_TAG: "uuid", "v": str(value)}
-    if isinstance(value, decimal.Decimal):
-        return {_TAG: "decimal", "v": str(value)}
-    if isinstance(value, dt.datetime):
-        return {_TAG: "datetime", "v": value.isoformat()}
-    if isinstance(value, dt.date):
-        return {_TAG: "date", "v": value.isoformat()}
-    if isinstance(value, dt.time):
-        return {_TAG: "time", "v": value.isoformat()}
-    if isinstance(value, tuple):
-        return {_TAG: "tuple", "v": [encode_value(v, where=where) for v in value]}
-    if isinstance(value, list):
-        return [encode_value(v, where=where) for v in value]
-    raise PayloadError(
-        f"{where} = {value!r} ({type(value).__name__}) cannot travel in a rule payload; map the "
-        "rule to an attribute holding an int, str, float, bool, None, UUID, Decimal, date, time, "
-        "datetime, or a list/tuple of those"
-    )
-
-
-_DECODERS: dict[str, Any] = {
-    "uuid": uuid.UUID,
-    "decimal": decimal.Decimal,
-    "datetime": dt.datetime.fromisoformat,
-    "date": dt.date.fromisoformat,
-    "time": dt.time.fromisoformat,
-    "float": float,
-}
-_PLAIN = frozenset({int, str, bool, type(None)})
-
-
-def decode_value(value: Any) -> Any:
-    """The inverse of `encode_value`."""
-    if type(value) in _PLAIN:
-        return value
-    if isinstance(value, list):
-        return [decode_value(v) for v in value]
-    if not isinstance(value, dict):
-        return value
-    tag, raw = value.get(_TAG), value.get("v")
-    if tag == "tuple":
-        return tuple(decode_value(v) for v in raw or ())
-    decoder = _DECODERS.get(tag)  # type: ignore[arg-type]
-    if decoder is not None:
-        return decoder(raw)
-    raise PayloadError(f"unknown value tag {tag!r} in a rule payload")
-
-
-def _encode_argument(value: Any, rule_id: str, name: str) -> Any:
-    if type(value) in _PLAIN:
-        return value
-    return encode_value(value, where=f"rule {rule_id!r} argument {name!r}")
+_REQUIRED = frozenset({"rule_ids", "rule_kwargs"})
+_OPTIONAL = frozenset({"context"})
 
 
 @attrs.frozen
 class RuleWork:
-    """Decoded rule work: which rules, the argument sets of each, and where it came from."""
+    """Decoded rule work: the rule ids in order, each one's argument sets, and the context the
+    producer sent (for example the origin of the change)."""
 
     rule_ids: list[str]
     rule_kwargs: dict[str, list[dict[str, Any]]]
     context: dict[str, Any] = attrs.field(factory=dict)
+
+
+def _encode_arguments(rule_id: str, kwargs: Mapping[str, Any]) -> dict[str, Any]:
+    return to_portable_arguments(kwargs, where=f"rule {rule_id!r} argument")
 
 
 def encode_rule_work(
@@ -95,48 +40,61 @@ def encode_rule_work(
     rule_kwargs: Mapping[str, Sequence[Mapping[str, Any]]],
     context: Mapping[str, Any] | None = None,
 ) -> str:
-    """The envelope (kind ``rules``) for rule ids and their argument sets."""
+    """Envelope text (kind ``"rules"``) for rule ids and their argument sets.
+
+    Raises `ValueNotPortableError` naming the rule and argument when a value cannot travel.
+    """
+    ids = list(rule_ids)
+    for rule_id in ids:
+        if not isinstance(rule_id, str):
+            raise PayloadError(f"rule ids must be str, got {bounded_repr(rule_id)}")
     body = {
-        "rule_ids": list(rule_ids),
+        "rule_ids": ids,
         "rule_kwargs": {
-            rule_id: [
-                {name: _encode_argument(value, rule_id, name) for name, value in kwargs.items()}
-                for kwargs in rule_kwargs.get(rule_id, ())
-            ]
-            for rule_id in rule_ids
+            rule_id: [_encode_arguments(rule_id, kwargs) for kwargs in rule_kwargs.get(rule_id, ())]
+            for rule_id in ids
         },
-        "context": {
-            key: encode_value(value, where=f"context {key!r}")
-            for key, value in (context or {}).items()
-        },
+        "context": to_portable_arguments(context or {}, where="context"),
     }
     return encode_envelope("rules", body)
 
 
-def decode_rule_work(raw: str | bytes | Envelope) -> RuleWork:
-    """The `RuleWork` in an envelope of kind ``rules``; `PayloadError` for anything else."""
+def _decode_sets(rule_id: str, sets: Any) -> list[dict[str, Any]]:
+    if type(sets) is not list:
+        raise PayloadError(f"rule {rule_id!r}: its argument sets must be a list")
+    decoded = []
+    for kwargs in sets:
+        if type(kwargs) is not dict:
+            raise PayloadError(f"rule {rule_id!r}: an argument set must be an object")
+        decoded.append(from_portable_arguments(kwargs, where=f"rule {rule_id!r} argument"))
+    return decoded
+
+
+def decode_rule_work(raw: str | bytes | bytearray | Envelope) -> RuleWork:
+    """The rule work in envelope text (or an already decoded `Envelope`).
+
+    Raises `PayloadError` (or a subclass) for anything malformed, another kind, or another
+    major version.
+    """
     envelope = raw if isinstance(raw, Envelope) else decode_envelope(raw)
     if envelope.kind != "rules":
         raise PayloadError(f"expected rule work, got a {envelope.kind!r} message")
+    check_body(envelope, required=_REQUIRED, optional=_OPTIONAL)
     body = envelope.body
-    try:
-        rule_ids = body["rule_ids"]
-        sets = body["rule_kwargs"]
-        context = body.get("context", {})
-        if not (
-            isinstance(rule_ids, list)
-            and all(isinstance(r, str) for r in rule_ids)
-            and isinstance(sets, dict)
-            and isinstance(context, dict)
-        ):
-            raise TypeError("rule_ids must be a list of str, rule_kwargs and context objects")
-        rule_kwargs = {
-            str(rule_id): [{str(k): decode_value(v) for k, v in kw.items()} for kw in kwsets]
-            for rule_id, kwsets in sets.items()
-        }
-        decoded_context = {str(k): decode_value(v) for k, v in context.items()}
-    except PayloadError:
-        raise
-    except (KeyError, TypeError, ValueError, AttributeError, RecursionError) as exc:
-        raise PayloadError(f"malformed rule work: {exc!r}") from None
-    return RuleWork(rule_ids=list(rule_ids), rule_kwargs=rule_kwargs, context=decoded_context)
+    rule_ids = body["rule_ids"]
+    if type(rule_ids) is not list or not all(type(r) is str for r in rule_ids):
+        raise PayloadError(f"rule work's rule_ids must be a list of str: {bounded_repr(rule_ids)}")
+    by_rule = body["rule_kwargs"]
+    if type(by_rule) is not dict:
+        raise PayloadError("rule work's rule_kwargs must be an object")
+    strays = sorted(by_rule.keys() - set(rule_ids))
+    if strays:
+        raise PayloadError(f"rule work has arguments for rules it does not list: {strays!r}")
+    context = body.get("context", {})
+    if type(context) is not dict:
+        raise PayloadError("rule work's context must be an object")
+    return RuleWork(
+        rule_ids=list(rule_ids),
+        rule_kwargs={rule_id: _decode_sets(rule_id, sets) for rule_id, sets in by_rule.items()},
+        context=from_portable_arguments(context, where="context"),
+    )

@@ -1,17 +1,31 @@
-"""`TaskMessage`: the JSON-serialisable description of one task submission."""
+"""`TaskMessage`: one task submission on the wire (kind ``"task"``)."""
 
 from __future__ import annotations
 
 import hashlib
-import json
+import math
 import uuid as uuid_module
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import attrs
 
-from cachewire.errors import PayloadError, TaskError
-from cachewire.wire._envelope import Envelope, decode_envelope, encode_envelope
+from cachewire.errors import (
+    PayloadError,
+    TaskArgumentError,
+    TaskError,
+    TaskMessageError,
+    UnsupportedVersionError,
+)
+from cachewire.wire._envelope import Envelope, check_body, decode_envelope, encode_envelope
+from cachewire.wire._keys import key_fragment
+from cachewire.wire._portable import (
+    from_portable,
+    from_portable_arguments,
+    to_portable,
+    to_portable_arguments,
+)
+from cachewire.wire._values import bounded_repr
 
 __all__ = ["DUPLICATE_POLICIES", "TaskMessage", "canonical_arguments", "duplicate_key"]
 
@@ -19,23 +33,23 @@ __all__ = ["DUPLICATE_POLICIES", "TaskMessage", "canonical_arguments", "duplicat
 DUPLICATE_POLICIES = ("parallel", "discard", "serial", "queue_one")
 
 
-def canonical_arguments(args: Any, kwargs: Mapping[str, Any]) -> str:
-    """Canonical JSON of a call's arguments: equal calls give equal text.
+def canonical_arguments(args: Iterable[Any], kwargs: Mapping[str, Any]) -> str:
+    """Canonical text of a call's arguments: equal calls (same values, same types, any keyword
+    order) give equal text, and no two different calls do.
 
-    Raises `TaskError` when an argument is not JSON-encodable.
+    Raises `TaskArgumentError` when an argument cannot travel.
     """
-    try:
-        return json.dumps(
-            [list(args), dict(kwargs)], sort_keys=True, separators=(",", ":"), allow_nan=False
-        )
-    except (TypeError, ValueError) as exc:
-        raise TaskError(
-            f"task arguments must be plain JSON values (str, int, float, bool, None, list, dict); "
-            f"got {args!r}, {dict(kwargs)!r}: {exc}"
-        ) from exc
+    for name in kwargs:
+        if not isinstance(name, str):
+            raise TaskArgumentError(
+                f"task keyword argument names must be str, got {bounded_repr(name)}"
+            )
+    return key_fragment(
+        (tuple(args), dict(kwargs)), where="task arguments", error=TaskArgumentError
+    )
 
 
-def duplicate_key(name: str, args: Any, kwargs: Mapping[str, Any]) -> str:
+def duplicate_key(name: str, args: Iterable[Any], kwargs: Mapping[str, Any]) -> str:
     """A stable key naming a task call: the task name and a hash of its canonical arguments."""
     digest = hashlib.sha256(canonical_arguments(args, kwargs).encode()).hexdigest()[:32]
     return f"{name}:{digest}"
@@ -53,11 +67,91 @@ def _new_uuid() -> str:
     return uuid_module.uuid4().hex
 
 
+# ------------------------------------------------------------------ field checks
+
+
+def _text(value: Any, field: str, *, optional: bool = False) -> str | None:
+    if value is None and optional:
+        return None
+    if not isinstance(value, str) or (not optional and not value) or len(value) > 1000:
+        wanted = "a str (or null)" if optional else "a non-empty str"
+        raise TaskMessageError(
+            f"a task message's {field!r} must be {wanted}, got {bounded_repr(value)}"
+        )
+    return value
+
+
+def _timeout(value: Any) -> float | None:
+    if value is None:
+        return None
+    if type(value) is int:
+        number = float(value) if 0 <= value < 2**53 else math.nan
+    else:
+        number = value if type(value) is float else math.nan
+    if not (math.isfinite(number) and number >= 0):
+        raise TaskMessageError(
+            f"a task message's 'timeout' must be null or a finite number of seconds >= 0, got "
+            f"{bounded_repr(value)}"
+        )
+    return value  # type: ignore[no-any-return]
+
+
+def _on_duplicate(value: Any) -> str:
+    if not isinstance(value, str) or value not in DUPLICATE_POLICIES:
+        raise TaskMessageError(
+            f"a task message's 'on_duplicate' must be one of {DUPLICATE_POLICIES}, got "
+            f"{bounded_repr(value)}"
+        )
+    return value
+
+
+def _bind(value: Any) -> bool:
+    if type(value) is not bool:
+        raise TaskMessageError(
+            f"a task message's 'bind' must be true or false, got {bounded_repr(value)}"
+        )
+    return value
+
+
+def _attempt(value: Any) -> int:
+    if type(value) is not int or not 0 <= value < 2**31:
+        raise TaskMessageError(
+            f"a task message's 'attempt' must be an int >= 0, got {bounded_repr(value)}"
+        )
+    return value
+
+
+_CHECKS: dict[str, Callable[[Any], Any]] = {
+    "name": lambda value: _text(value, "name"),
+    "uuid": lambda value: _text(value, "uuid"),
+    "queue": lambda value: _text(value, "queue", optional=True),
+    "timeout": _timeout,
+    "bind": _bind,
+    "on_duplicate": _on_duplicate,
+    "attempt": _attempt,
+    "registry": lambda value: _text(value, "registry", optional=True),
+    "dispatcher": lambda value: _text(value, "dispatcher", optional=True),
+}
+# Only the name is required: the other fields have defaults, as in the constructor.
+_REQUIRED = frozenset({"name"})
+_OPTIONAL = frozenset(_CHECKS) | {"args", "kwargs", "labels"}
+
+
+def _object(value: Any, field: str) -> dict[str, Any]:
+    if type(value) is not dict:
+        raise TaskMessageError(
+            f"a task message's {field!r} must be an object, got {bounded_repr(value)}"
+        )
+    return value
+
+
 @attrs.frozen
 class TaskMessage:
     """One submission of a task: what to run, with which arguments and options.
 
-    Every field is a plain JSON value so the message can cross processes (`to_json`/`from_json`).
+    It crosses processes as a wire envelope of kind ``"task"`` (`to_json` / `from_json`); its
+    arguments and labels follow the value policy of docs/values.md and come back as the same
+    types (a UUID as a UUID, a tuple as a tuple, an aware datetime with its zone).
     """
 
     name: str
@@ -81,37 +175,79 @@ class TaskMessage:
         return duplicate_key(self.name, self.args, self.kwargs)
 
     def to_dict(self) -> dict[str, Any]:
-        """The message as a dict of JSON values."""
+        """The message's fields as a dict (arguments as given, not encoded)."""
         data = attrs.asdict(self, recurse=False)
         data["args"] = list(self.args)
         return data
 
+    def to_body(self) -> dict[str, Any]:
+        """The envelope body: every field checked, arguments and labels in portable form.
+
+        Raises `TaskMessageError` for a field of the wrong type and `TaskArgumentError` for an
+        argument or label that cannot travel.
+        """
+        body = {field: check(getattr(self, field)) for field, check in _CHECKS.items()}
+        where = f"task {self.name!r}"
+        body["args"] = [
+            to_portable(value, where=f"{where} argument {index}", error=TaskArgumentError)
+            for index, value in enumerate(self.args)
+        ]
+        body["kwargs"] = _portable_mapping(self.kwargs, f"{where} argument")
+        body["labels"] = _portable_mapping(self.labels, f"{where} label")
+        return body
+
     def to_json(self) -> str:
-        """The message as an envelope of kind ``task``; raises `TaskError` when arguments are not
-        JSON values."""
-        canonical_arguments(self.args, self.kwargs)
-        return encode_envelope("task", self.to_dict())
+        """The message as envelope text (kind ``"task"``); raises like `to_body`."""
+        return encode_envelope("task", self.to_body())
 
     @classmethod
-    def from_json(cls, text: str | bytes | Envelope) -> TaskMessage:
-        """Decode `to_json` output (or its decoded envelope); raises `PayloadError` when it is
-        not a task message."""
-        envelope = text if isinstance(text, Envelope) else decode_envelope(text)
+    def from_envelope(cls, envelope: Envelope) -> TaskMessage:
+        """The message in a decoded envelope; `TaskMessageError` (a `PayloadError` and a
+        `TaskError`) names the first field that is missing or of the wrong type or value."""
         if envelope.kind != "task":
-            raise PayloadError(f"expected a task message, got a {envelope.kind!r} message")
-        data = dict(envelope.body)
-        known = {f.name for f in attrs.fields(cls)}
-        # Fields added by a newer minor version are optional: ignore what this release lacks.
-        data = {k: v for k, v in data.items() if k in known}
+            raise TaskMessageError(f"expected a task message, got a {envelope.kind!r} message")
         try:
-            if not isinstance(data.get("name"), str) or not data["name"]:
-                raise TypeError(f"name must be a non-empty string, got {data.get('name')!r}")
-            if not isinstance(data.get("args", []), list):
-                raise TypeError("args must be a list")
-            if not isinstance(data.get("kwargs", {}), dict):
-                raise TypeError("kwargs must be an object")
-            if not isinstance(data.get("labels", {}), dict):
-                raise TypeError("labels must be an object")
-            return cls(**data)
-        except (TypeError, ValueError) as exc:
-            raise PayloadError(f"malformed task message: {exc}") from None
+            check_body(envelope, required=_REQUIRED, optional=_OPTIONAL)
+        except PayloadError as exc:
+            raise TaskMessageError(str(exc)) from None
+        body = envelope.body
+        fields = {field: check(body[field]) for field, check in _CHECKS.items() if field in body}
+        where = f"task {fields['name']!r}"
+        args = body.get("args", [])
+        if type(args) is not list:
+            raise TaskMessageError(f"{where}: 'args' must be a list, got {bounded_repr(args)}")
+        fields["args"] = tuple(
+            from_portable(value, where=f"{where} argument {index}", error=TaskArgumentError)
+            for index, value in enumerate(args)
+        )
+        kwargs = _object(body.get("kwargs", {}), "kwargs")
+        fields["kwargs"] = _decoded_mapping(kwargs, f"{where} argument")
+        fields["labels"] = _decoded_mapping(
+            _object(body.get("labels", {}), "labels"), f"{where} label"
+        )
+        return cls(**fields)
+
+    @classmethod
+    def from_json(cls, raw: str | bytes | bytearray | Envelope) -> TaskMessage:
+        """Decode `to_json` output (or its decoded `Envelope`). Raises `TaskMessageError` when
+        ``raw`` is not a task message (never a bare ``KeyError``/``TypeError``/...), and
+        `UnsupportedVersionError` when it was written in another major version of the wire."""
+        if isinstance(raw, Envelope):
+            return cls.from_envelope(raw)
+        try:
+            envelope = decode_envelope(raw)
+        except UnsupportedVersionError:
+            raise
+        except PayloadError as exc:
+            if isinstance(exc, TaskError):
+                raise
+            raise TaskMessageError(f"not a task message: {exc}") from None
+        return cls.from_envelope(envelope)
+
+
+def _portable_mapping(values: Mapping[str, Any], where: str) -> dict[str, Any]:
+    return to_portable_arguments(values, where=where, error=TaskArgumentError)
+
+
+def _decoded_mapping(values: dict[str, Any], where: str) -> dict[str, Any]:
+    return from_portable_arguments(values, where=where, error=TaskArgumentError)
