@@ -3,6 +3,9 @@
 Subclass it in a module pytest collects (name the subclass ``Test...``) and override the ``adapter``
 fixture to return a fresh, empty adapter. Capability flags:
 
+- ``supports_read_your_invalidations``, ``ttl_zero_set_removes``, ``refuses_non_str_keys``:
+  the promises of the second contract revision (see the class attributes); an adapter that does
+  not keep one yet declares it False, and the test says so when it skips;
 - ``supports_stale``: the adapter serves stale values during a refresh (``stale_ttl``); then
   override the ``stale_setup`` fixture to return ``(adapter, expire)``: an adapter built with a
   grace period, and ``expire(key)``, which puts a stored key past its TTL (but within the grace
@@ -51,6 +54,16 @@ class CacheAdapterContract:
     """Conformance tests for `BaseCacheAdapter` implementations."""
 
     supports_stale: ClassVar[bool] = True
+    #: Invalidations detach work in flight: a caller arriving afterwards never joins it.
+    supports_read_your_invalidations: ClassVar[bool] = True
+    #: ``set(key, value, 0)`` removes what was stored under ``key``.
+    ttl_zero_set_removes: ClassVar[bool] = True
+    #: Keys other than ``str`` (and strings with lone surrogates) are a `ConfigurationError`.
+    refuses_non_str_keys: ClassVar[bool] = True
+
+    def _requires(self, capability: str) -> None:
+        if not getattr(self, capability):
+            pytest.skip(f"this adapter declares {capability} = False")
 
     @pytest.fixture
     def adapter(self) -> BaseCacheAdapter:
@@ -374,6 +387,7 @@ class CacheAdapterContract:
     async def test_a_caller_after_an_invalidation_does_not_join_older_work(
         self, adapter: BaseCacheAdapter, how: str
     ) -> None:
+        self._requires("supports_read_your_invalidations")
         started, release = asyncio.Event(), asyncio.Event()
 
         async def old() -> str:
@@ -396,6 +410,7 @@ class CacheAdapterContract:
     def test_blocking_twin_after_an_invalidation_does_not_join_older_work(
         self, adapter: BaseCacheAdapter
     ) -> None:
+        self._requires("supports_read_your_invalidations")
         twin, started, release = adapter.sync, threading.Event(), threading.Event()
         results: list[str] = []
 
@@ -416,6 +431,7 @@ class CacheAdapterContract:
 
     @pytest.mark.asyncio
     async def test_ttl_zero_set_removes_the_previous_value(self, adapter: BaseCacheAdapter) -> None:
+        self._requires("ttl_zero_set_removes")
         await adapter.set("k", "old")
         await adapter.set("k", "ignored", 0)
         assert await adapter.get("k", "absent") == "absent"
@@ -428,6 +444,7 @@ class CacheAdapterContract:
     async def test_keys_other_than_str_are_refused_alike(
         self, adapter: BaseCacheAdapter, key: Any
     ) -> None:
+        self._requires("refuses_non_str_keys")
         with pytest.raises(ConfigurationError, match="key"):
             await adapter.get_or_create(key, lambda: 1)
         with pytest.raises(ConfigurationError, match="key"):
