@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import inspect
-import math
 import time
 import weakref
 from collections.abc import Coroutine, Sequence
@@ -20,7 +19,7 @@ from cachewire.cache._codec import Codec
 from cachewire.cache._flight import COMPUTING, CreatorRun, FlightTable, check_reentry
 from cachewire.cache._redis._connect import connect
 from cachewire.cache._redis._core import BACKEND_ERRORS, RedisCore
-from cachewire.cache._redis._record import READ, join_versions
+from cachewire.cache._redis._record import READ, WRITE, join_versions
 from cachewire.cache._redis._steps import (
     Call,
     Compute,
@@ -35,6 +34,8 @@ from cachewire.cache._redis._sync import SyncRedis
 from cachewire.cache._redis._waiting import Drive, Gate, Pending, Wakeups
 
 __all__ = ["RedisCacheAdapter"]
+
+_STAMPED = {READ: "read", WRITE: "published"}
 
 #: Defaults that bound what a frozen or unreachable Redis costs a call (seconds).
 SOCKET_TIMEOUT = 5.0
@@ -161,9 +162,14 @@ class RedisCacheAdapter(BaseCacheAdapter):
         return run.value
 
     async def _perform(self, step: Any, drive: Drive | None = None) -> Any:
+        if drive is not None:
+            # The moments an answer can be current as of (see `_join`) are numbered in order.
+            kind = "computed" if isinstance(step, Compute) else None
+            if isinstance(step, Eval):
+                kind = _STAMPED.get(step.script)
+            if kind is not None:
+                self._sends = drive.tickets[kind] = self._sends + 1
         if isinstance(step, Eval):
-            if drive is not None and step.script is READ:
-                self._sends = drive.read_ticket = self._sends + 1
             return await self._eval(step)
         if isinstance(step, Pause):
             return await self._pause(step, drive)
@@ -319,10 +325,11 @@ class RedisCacheAdapter(BaseCacheAdapter):
     ) -> Any:
         """Wait for another caller's read or computation of ``key`` and take its answer.
 
-        Only an answer read from Redis after this caller arrived, or published with its lease
-        intact, is taken: an invalidation in another process may have finished just before. An
-        older answer (or none, when its caller was cancelled) makes this caller wait for the next
-        read, which began after it arrived, or read for itself: at most once more.
+        Only an answer current as of a moment after this caller arrived is taken (read from
+        Redis, computed or published after it; tickets order those moments in this process): an
+        invalidation in another process may have finished just before it arrived. An older
+        answer (or none, when its caller was cancelled) makes this caller wait for the next read,
+        which began after it arrived, or read for itself: at most once more.
         """
         ticket = self._sends
         while True:
@@ -347,10 +354,10 @@ class RedisCacheAdapter(BaseCacheAdapter):
         with contextlib.ExitStack() as waits:
             drive = Drive(waits)
             miss = self.core.miss_steps(call, force=unreadable)
-            value, refresh, published = await self._drive(miss, drive)
+            value, refresh, source = await self._drive(miss, drive)
         if refresh is not None:
             self._keep(self._refresh(refresh))
-        return value, (math.inf if published else drive.read_ticket)
+        return value, drive.tickets[source]
 
     async def _refresh(self, refresh: Refresh) -> None:
         # In the background: its error was counted (creator_errors); stale data keeps serving.
@@ -358,7 +365,8 @@ class RedisCacheAdapter(BaseCacheAdapter):
             await self._drive(self.core.lead_steps(refresh.call, refresh.token, refresh.read))
 
     async def _creator_only(self, call: Call) -> tuple[Any, float]:
-        return (await self._perform(Compute(call.key, call.creator)))[0], math.inf
+        self._sends = ticket = self._sends + 1
+        return (await self._perform(Compute(call.key, call.creator)))[0], ticket
 
     def _answer(
         self,

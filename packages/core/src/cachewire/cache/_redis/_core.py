@@ -259,10 +259,10 @@ class RedisCore:
         """After a read that found no fresh value: look again on the server, take the lease or
         wait for its holder (taking over when it is gone), and compute when it is ours.
 
-        Returns (value, a `Refresh` to run after answering or None, published): ``published``
-        when the value was stored with the lease intact (or computed without Redis), so it
-        reflects every invalidation finished before it was stored; otherwise it reflects those
-        finished before the last read script was sent.
+        Returns (value, a `Refresh` to run after answering or None, source). ``source`` says
+        which moment the value is current as of, for callers that joined meanwhile: "read" (the
+        last read script), "computed" (the creator's start: writers change the data before they
+        invalidate), or "published" (stored with the lease intact: the write script's sending).
         """
         attempt, waited = 0, False
         while True:
@@ -275,20 +275,20 @@ class RedisCore:
                 found = parse_reply((yield Eval(READ, call.keys, self.read_args(token, force))))
             except BACKEND_ERRORS as exc:
                 self.backend_failed(exc)
-                return (yield Compute(call.key, call.creator))[0], None, True
+                return (yield Compute(call.key, call.creator))[0], None, "computed"
             if isinstance(found, bytes):
                 value = self.decode_record(call.key, found)
                 if value is not MISSING:
                     self.stats.hits += 1
-                    return value, None, False
+                    return value, None, "read"
                 force, pause = True, False  # unreadable: look again, replacing it
                 continue
             served = self.served(call, found)
             if served is not MISSING:
-                return served, (Refresh(call, token, found) if found.won else None), False
+                return served, (Refresh(call, token, found) if found.won else None), "read"
             if found.won:
                 value, published = yield from self.lead_steps(call, token, found)
-                return value, None, published
+                return value, None, ("published" if published else "computed")
             if not waited:
                 self.stats.coalesced += 1  # another caller (or process) holds the lease
                 self.stats.lock_waits += 1
@@ -309,9 +309,9 @@ class RedisCore:
             yield from self.release_steps(call.keys[1], token)
             raise
         yield Heartbeat([], token, stop=beat)
-        if call.ttl == 0:
+        if call.ttl == 0:  # nothing is published: only as current as the lease's read
             yield from self.release_steps(call.keys[1], token)
-            return value, True
+            return value, False
         try:
             written = yield Eval(
                 WRITE, call.keys, self.write_args(token, read, data, call.ttl_ms, creator_ms)
@@ -319,7 +319,7 @@ class RedisCore:
         except BACKEND_ERRORS as exc:
             yield from self.release_steps(call.keys[1], token)
             self.backend_failed(exc)
-            return value, True
+            return value, False  # unknown whether an invalidation came in between
         if not written:
             self.stats.writes_rejected += 1
         return value, bool(written)

@@ -161,10 +161,11 @@ class Pending:
 
 class Drive:
     """What one run of the core's steps keeps: the wake-up subscription, held from the first
-    pause to the end, and the ticket of the last read script it sent."""
+    pause to the end, and the tickets of the last read script, creator start and write script.
+    """
 
-    __slots__ = ("read_ticket", "waits")
+    __slots__ = ("tickets", "waits")
 
     def __init__(self, waits: contextlib.ExitStack) -> None:
         self.waits = waits
-        self.read_ticket = 0
+        self.tickets = {"read": 0, "computed": 0, "published": 0}
