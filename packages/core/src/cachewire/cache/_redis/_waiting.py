@@ -123,7 +123,8 @@ class Wakeups:
             await pubsub.subscribe(self._channel)
             self.subscribed.set()
             while True:
-                message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=None)
+                # A bounded read: a socket timeout of the client must not end the subscription.
+                message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
                 if message is None:
                     continue
                 announced = message["data"].decode()
