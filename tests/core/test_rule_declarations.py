@@ -237,6 +237,32 @@ def test_a_rule_maps_a_cached_method_by_its_other_parameters() -> None:
     assert computed == [1, 1]
 
 
+class Rates:
+    calls: list[tuple[str, str]] = []
+
+    @classmethod
+    @cached(cache=InMemoryCacheAdapter(), name="rates.for_currency")
+    def for_currency(cls, currency: str) -> str:
+        cls.calls.append((cls.__name__, currency))
+        return f"{cls.__name__}:{currency}"
+
+    @staticmethod
+    @cached(cache=InMemoryCacheAdapter(), name="rates.convert")
+    def convert(amount: int) -> int:
+        return amount * 2
+
+
+def test_cached_class_and_static_methods() -> None:
+    assert Rates.for_currency("EUR") == "Rates:EUR"
+    assert Rates().for_currency("EUR") == "Rates:EUR"
+    assert Rates.calls == [("Rates", "EUR")]
+    Rates.for_currency.invalidate(currency="EUR")
+    Rates.for_currency("EUR")
+    assert Rates.calls == [("Rates", "EUR"), ("Rates", "EUR")]
+    assert Rates.convert(2) == Rates().convert(2) == 4
+    assert Rates.convert.receiver is None
+
+
 def test_self_key_on_a_plain_function_is_an_error() -> None:
     with pytest.raises(ConfigurationError, match="not a method"):
 

@@ -392,3 +392,8 @@ def test_rewarm_of_an_async_function_without_a_loop_only_invalidates() -> None:
 def test_rewarm_must_be_a_bool(target: Any) -> None:
     with pytest.raises(errors.ConfigurationError, match="rewarm="):
         rule(target, rewarm="yes")
+
+
+def test_paths_lists_what_an_adapter_must_snapshot(target: Any) -> None:
+    r = rule(target, watch_fields=("title", "author_id"))
+    assert r.paths == ("author_id", "title")

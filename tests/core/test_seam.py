@@ -300,3 +300,72 @@ def test_tcp_proxy_forwards_cuts_and_restores() -> None:
             == f"redis://u:p@127.0.0.1:{proxy.port}/3"
         )
     server.close()
+
+
+def test_retry_policy_call_retries_then_raises_the_last_error() -> None:
+    waits: list[float] = []
+    seen: list[int] = []
+    outcomes = iter([ConnectionError("1"), ConnectionError("2"), "ok"])
+
+    def flaky() -> str:
+        item = next(outcomes)
+        if isinstance(item, Exception):
+            raise item
+        return item
+
+    policy = RetryPolicy(max_attempts=3, base_delay=0.5, jitter=False)
+    result = policy.call(
+        flaky,
+        retry_on=(ConnectionError,),
+        sleep=waits.append,
+        on_retry=lambda n, exc, d: seen.append(n),
+    )
+    assert result == "ok"
+    assert waits == [0.5, 1.0]
+    assert seen == [1, 2]
+    with pytest.raises(ConnectionError, match="always"):
+        policy.call(
+            lambda: (_ for _ in ()).throw(ConnectionError("always")),
+            retry_on=(ConnectionError,),
+            sleep=waits.append,
+        )
+    with pytest.raises(KeyError):  # not retried
+        policy.call(lambda: {}["x"], retry_on=(ConnectionError,), sleep=waits.append)
+
+
+class RuntimeTimeLimit(BaseException):
+    """Like a runtime's own time-limit exception (some derive from BaseException)."""
+
+
+def test_a_runtime_time_limit_is_reported_as_the_task_timeout() -> None:
+    from cachewire.errors import TaskTimeoutError
+    from cachewire.tasks import reset_task_stats, task_stats
+
+    reset_task_stats()
+    registry = TaskRegistry(unique_name("seam"))
+
+    @task(name="seam.limited", registry=registry)
+    def limited() -> None:
+        raise RuntimeTimeLimit("hard limit")
+
+    body = TaskMessage(name="seam.limited", registry=registry.key).to_json()
+    with pytest.raises(TaskTimeoutError, match="RuntimeTimeLimit") as caught:
+        run_work(body, dispatcher_name="x", timeout_errors=(RuntimeTimeLimit,))
+    assert isinstance(caught.value.__cause__, RuntimeTimeLimit)
+    assert task_stats().get("timed_out") == 1
+
+
+def test_the_producers_raise_policy_travels_to_the_worker() -> None:
+    class Failing(Target):
+        def invalidate(self, **kwargs: Any) -> None:
+            raise ValueError("backend down")
+
+    rule = Rule(model="seam.Item", field_mapping={"key": "key"}, function=Failing())
+    quiet = encode_rule_work([rule.id], {rule.id: [{"key": 1}]}, {})
+    run_work(quiet, dispatcher_name="elsewhere")  # the worker's own policy: log and count
+    loud = encode_rule_work(
+        [rule.id], {rule.id: [{"key": 1}]}, DispatchContext(raise_exception=True).for_wire()
+    )
+    with pytest.raises(ValueError, match="backend down"):
+        run_work(loud, dispatcher_name="elsewhere")
+    assert dispatch_stats.snapshot()["rule_errors"] == 2

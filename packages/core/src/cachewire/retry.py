@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import math
 import random
+import time
+from collections.abc import Callable
+from typing import TypeVar
 
 import attrs
 
 from cachewire.errors import ConfigurationError
 
 __all__ = ["RetryPolicy"]
+
+T = TypeVar("T")
 
 
 def _positive(name: str, value: float, *, allow_zero: bool = True) -> None:
@@ -73,3 +78,27 @@ class RetryPolicy:
     def delays(self) -> list[float]:
         """The un-jittered waits between all runs (for runtimes that take a list, like RQ)."""
         return [self.ceiling_for(n) for n in range(1, self.max_attempts)]
+
+    def call(
+        self,
+        func: Callable[[], T],
+        *,
+        retry_on: tuple[type[BaseException], ...] = (Exception,),
+        sleep: Callable[[float], object] = time.sleep,
+        on_retry: Callable[[int, BaseException, float], object] | None = None,
+    ) -> T:
+        """``func()``, run again after a failure in ``retry_on`` while `should_retry` allows,
+        waiting `delay_for` between runs; the last failure is raised. ``on_retry(attempt, error,
+        delay)`` is called before each wait (to log or count)."""
+        attempt = 1
+        while True:
+            try:
+                return func()
+            except retry_on as exc:
+                if not self.should_retry(attempt):
+                    raise
+                delay = self.delay_for(attempt)
+                if on_retry is not None:
+                    on_retry(attempt, exc, delay)
+                sleep(delay)
+                attempt += 1

@@ -59,6 +59,7 @@ def run_work(
     dispatcher_name: str,
     worker_id: str | None = None,
     attempt: int | None = None,
+    timeout_errors: tuple[type[BaseException], ...] = (),
 ) -> Any:
     """Run one message of ``dispatcher_name``'s runtime in this thread.
 
@@ -67,12 +68,16 @@ def run_work(
     its result and raises what it raised (`TaskTimeoutError` for a timeout), so the runtime
     records the failure. A body that is not a message, or of a newer major version, is logged,
     counted and raised as `PayloadError`: retrying it cannot help. ``worker_id`` and ``attempt``
-    are the runtime's, for a bound task's context.
+    are the runtime's, for a bound task's context; ``timeout_errors`` are the runtime's own
+    time-limit exceptions (Celery's ``SoftTimeLimitExceeded``, RQ's ``JobTimeoutException``),
+    raised and counted as `TaskTimeoutError`.
     """
     envelope = _open(body, dispatcher_name)
     if envelope.kind == "task":
         message = _task_message(envelope, dispatcher_name, attempt)
-        return run_task(message, raise_errors=True, worker_id=worker_id)
+        return run_task(
+            message, raise_errors=True, worker_id=worker_id, timeout_errors=timeout_errors
+        )
     run_rules(_rule_work(envelope, dispatcher_name), dispatcher_name=dispatcher_name)
     return None
 
@@ -83,11 +88,14 @@ async def arun_work(
     dispatcher_name: str,
     worker_id: str | None = None,
     attempt: int | None = None,
+    timeout_errors: tuple[type[BaseException], ...] = (),
 ) -> Any:
     """Async twin of `run_work`, for runtimes whose workers run an event loop."""
     envelope = _open(body, dispatcher_name)
     if envelope.kind == "task":
         message = _task_message(envelope, dispatcher_name, attempt)
-        return await arun_task(message, raise_errors=True, worker_id=worker_id)
+        return await arun_task(
+            message, raise_errors=True, worker_id=worker_id, timeout_errors=timeout_errors
+        )
     await arun_rules(_rule_work(envelope, dispatcher_name), dispatcher_name=dispatcher_name)
     return None

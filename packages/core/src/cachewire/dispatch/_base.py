@@ -71,12 +71,16 @@ class DispatchContext:
     raise_exception: bool = False
 
     def for_wire(self) -> dict[str, Any]:
-        """The part of the context that can travel to a worker."""
-        return {
+        """The part of the context that can travel to a worker; ``raise`` (present only when
+        True) makes the worker raise rule errors whatever its own settings say."""
+        wire: dict[str, Any] = {
             key: value
             for key, value in (("origin", self.origin), ("using", self.using))
             if value is not None
         }
+        if self.raise_exception:
+            wire["raise"] = True
+        return wire
 
 
 class Dispatcher(abc.ABC):

@@ -5,7 +5,9 @@ from __future__ import annotations
 from cachewire.rules._apply import arun_rules, run_rules
 from cachewire.rules._changes import ChangeBatch, changed, collect, current_batch, work_identity
 from cachewire.rules._rule import (
+    EVENTS,
     InvalidationRule,
+    OldValues,
     Rule,
     get_rule,
     model_label,
@@ -14,8 +16,10 @@ from cachewire.rules._rule import (
 )
 
 __all__ = [
+    "EVENTS",
     "ChangeBatch",
     "InvalidationRule",
+    "OldValues",
     "Rule",
     "arun_rules",
     "changed",

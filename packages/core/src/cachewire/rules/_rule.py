@@ -17,7 +17,15 @@ import attrs
 from cachewire.dispatch import dispatcher_class
 from cachewire.errors import ConfigurationError, DuplicateRuleError, RulePathError
 
-__all__ = ["EVENTS", "InvalidationRule", "Rule", "get_rule", "model_label", "rules_for_model"]
+__all__ = [
+    "EVENTS",
+    "InvalidationRule",
+    "OldValues",
+    "Rule",
+    "get_rule",
+    "model_label",
+    "rules_for_model",
+]
 
 logger = logging.getLogger("cachewire.rules")
 
@@ -60,9 +68,10 @@ def model_label(model: Any) -> str:
 class _PathMissing(Exception):
     """Raised inside path reading; turned into a `RulePathError` that names the rule."""
 
-    def __init__(self, depth: int, holder: Any) -> None:
+    def __init__(self, depth: int, holder: Any, *, in_old: bool = False) -> None:
         self.depth = depth
         self.holder = holder
+        self.in_old = in_old
 
 
 def _walk(obj: Any, parts: tuple[str, ...]) -> Any:
@@ -120,7 +129,7 @@ class OldValues:
         try:
             return _walk(value, parts[size:])
         except _PathMissing as missing:
-            raise _PathMissing(missing.depth + size, missing.holder) from None
+            raise _PathMissing(missing.depth + size, missing.holder, in_old=True) from None
 
     def __getattr__(self, name: str) -> Any:
         if name in self.values:
@@ -306,6 +315,13 @@ class Rule:
         self._id = None
         return found
 
+    @property
+    def paths(self) -> tuple[str, ...]:
+        """Every path the rule reads from a change (``field_mapping`` then ``watch_fields``):
+        what a framework adapter snapshots as old values. A ``condition`` may read more."""
+        seen = dict.fromkeys((*self.field_mapping.values(), *self.watch_fields))
+        return tuple(seen)
+
     # -------------------------------------------------------------- reading a change
 
     def _path_error(
@@ -314,7 +330,11 @@ class Rule:
         attribute = parts[missing.depth]
         holder = missing.holder
         kind = "key" if isinstance(holder, Mapping) else "attribute"
-        whose = "the old values" if type(obj) is OldValues else f"a {type(obj).__name__}"
+        if missing.in_old:
+            whose = "the old values"
+        else:
+            new = obj.new if type(obj) is OldValues else obj
+            whose = f"a {type(new).__name__}"
         at = "" if missing.depth == 0 else f" (at {'.'.join(parts[: missing.depth])})"
         return RulePathError(
             f"rule {self.id!r} of model {self.label!r} reads {path!r}, but {whose} has no "

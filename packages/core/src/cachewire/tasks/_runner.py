@@ -90,22 +90,37 @@ class _Run:
 
 
 @contextlib.contextmanager
-def _running(task_obj: Task[..., Any], ctx: TaskContext, message: TaskMessage) -> Iterator[_Run]:
+def _running(
+    task_obj: Task[..., Any],
+    ctx: TaskContext,
+    message: TaskMessage,
+    timeout_errors: tuple[type[BaseException], ...] = (),
+) -> Iterator[_Run]:
     """The scope of one run's body, the same for sync and async bodies.
 
     Before it: the before-hooks. During it: the duplicate key kept alive. An `Exception` from it
-    is kept on the `_Run` (not raised). After it: the after-hooks, the count and the log, then,
-    whatever happened, the key released and the next held message submitted.
+    is kept on the `_Run` (not raised); one of the runtime's ``timeout_errors`` is kept as
+    `TaskTimeoutError`. After it: the after-hooks, the count and the log, then, whatever
+    happened, the key released and the next held message submitted.
     """
     try:
         for middleware in task_obj.middlewares:
             middleware.before_execute(ctx)
         run = _Run()
+        caught: tuple[type[BaseException], ...] = (Exception, *timeout_errors)
         try:
             with _keep_alive(task_obj, message):
                 yield run
-        except Exception as exc:
-            run.error = exc
+        except caught as exc:
+            if timeout_errors and isinstance(exc, timeout_errors):
+                timed_out = TaskTimeoutError(
+                    f"task {message.name!r} [{message.uuid}] ran past the runtime's time limit "
+                    f"({type(exc).__name__}: {exc})"
+                )
+                timed_out.__cause__ = exc
+                run.error = timed_out
+            else:
+                run.error = exc  # type: ignore[assignment]  # an Exception: the rest are above
         for middleware in task_obj.middlewares:
             middleware.after_execute(ctx, run.result, run.error)
         if run.error is None:
@@ -146,6 +161,7 @@ def run_task(
     registry: TaskRegistry | None = None,
     raise_errors: bool = False,
     worker_id: str | None = None,
+    timeout_errors: tuple[type[BaseException], ...] = (),
 ) -> Any:
     """Run one message in this thread and return the task's result.
 
@@ -166,6 +182,7 @@ def run_task(
                 registry=registry,
                 raise_errors=raise_errors,
                 worker_id=worker_id,
+                timeout_errors=timeout_errors,
             )
         )
     ctx = TaskContext.for_message(message, worker_id=worker_id)
@@ -174,7 +191,7 @@ def run_task(
     )
     for middleware in reversed(task_obj.middlewares):
         call = functools.partial(middleware.around_execute, ctx, call)
-    with _running(task_obj, ctx, message) as run:
+    with _running(task_obj, ctx, message, timeout_errors) as run:
         run.result = call()
     return run.outcome(raise_errors)
 
@@ -185,13 +202,16 @@ async def arun_task(
     registry: TaskRegistry | None = None,
     raise_errors: bool = False,
     worker_id: str | None = None,
+    timeout_errors: tuple[type[BaseException], ...] = (),
 ) -> Any:
     """Run one message on the running loop and return the task's result.
 
     A ``timeout`` (seconds, > 0) cancels the run and raises `TaskTimeoutError`; sync bodies run
     in a worker thread, which a timeout abandons rather than stops. Failures are logged and
     counted, then re-raised when ``raise_errors`` is true; otherwise the result is None.
-    ``worker_id`` is the runtime's name for this worker, for the bind context.
+    ``worker_id`` is the runtime's name for this worker, for the bind context;
+    ``timeout_errors`` are the runtime's own time-limit exceptions, reported (and counted) as
+    `TaskTimeoutError`.
     """
     message = _decode(message)
     task_obj = _lookup(message, registry, raise_errors)
@@ -208,7 +228,7 @@ async def arun_task(
     call: Callable[[], Awaitable[Any]] = body
     for middleware in reversed(task_obj.middlewares):
         call = functools.partial(middleware.aaround_execute, ctx, call)
-    with _running(task_obj, ctx, message) as run:
+    with _running(task_obj, ctx, message, timeout_errors) as run:
         run.result = await _timed(call, message)
     return run.outcome(raise_errors)
 
