@@ -3,17 +3,12 @@ from __future__ import annotations
 import asyncio
 import gc
 import threading
+from collections.abc import Callable
 
 import pytest
 
-from cachewire.cache import InMemoryCacheAdapter
+from cachewire.cache import InMemoryCacheAdapter, JsonCodec
 from cachewire.testing import CacheAdapterContract
-
-
-class TestInMemoryContract(CacheAdapterContract):
-    @pytest.fixture
-    def adapter(self) -> InMemoryCacheAdapter:
-        return InMemoryCacheAdapter()
 
 
 class Clock:
@@ -22,6 +17,30 @@ class Clock:
 
     def __call__(self) -> float:
         return self.now
+
+
+class TestInMemoryContract(CacheAdapterContract):
+    @pytest.fixture
+    def adapter(self) -> InMemoryCacheAdapter:
+        return InMemoryCacheAdapter()
+
+    @pytest.fixture
+    def stale_setup(self) -> tuple[InMemoryCacheAdapter, Callable[[str], None]]:
+        clock = Clock()
+        cache = InMemoryCacheAdapter(stale_ttl=3600, clock=clock)
+
+        def expire(key: str) -> None:
+            clock.now += 31  # the contract's entries live 30 s
+
+        return cache, expire
+
+
+class TestInMemoryWithCodecContract(TestInMemoryContract):
+    """The same promises with values making a round trip through the JSON codec."""
+
+    @pytest.fixture
+    def adapter(self) -> InMemoryCacheAdapter:
+        return InMemoryCacheAdapter(codec=JsonCodec())
 
 
 async def test_entries_expire_on_the_given_clock() -> None:
@@ -174,3 +193,50 @@ def test_a_thread_joins_a_coroutine_computing_the_same_key() -> None:
 
     asyncio.run(main())
     assert results == ["from loop"]
+
+
+def test_partition_invalidations_of_nothing_cached_keep_no_state() -> None:
+    import tracemalloc
+
+    cache = InMemoryCacheAdapter()
+    cache.sync.invalidate_tags(["warm-up"])
+    tags = [f"p:{index}" for index in range(200_000)]
+    # Only what the cache package allocates counts (other tests' threads may still be running).
+    mine = [tracemalloc.Filter(True, "*/cachewire/cache/*")]
+    tracemalloc.start()
+    try:
+        before = tracemalloc.take_snapshot().filter_traces(mine)
+        for tag in tags:
+            cache.sync.invalidate_tags([tag])
+        after = tracemalloc.take_snapshot().filter_traces(mine)
+    finally:
+        tracemalloc.stop()
+    grown = sum(stat.size_diff for stat in after.compare_to(before, "filename"))
+    assert grown < 64 * 1024, f"{grown} bytes kept after 200,000 invalidations"
+    assert cache.get_stats()["tags"] == 0
+
+
+async def test_a_tag_version_lives_only_while_an_entry_or_computation_carries_it() -> None:
+    cache = InMemoryCacheAdapter()
+    await cache.set("a", 1, tags=["t"])
+    await cache.invalidate_tags(["t"])
+    assert cache.get_stats()["tags"] == 1  # "a" still carries the old version
+    assert await cache.get("a", "stale", tags=["t"]) == "stale"  # dropped on sight
+    assert cache.get_stats()["tags"] == 0
+    # A computation carries its tags: a bump during it is remembered, and it does not write.
+    release = asyncio.Event()
+
+    async def slow() -> int:
+        await release.wait()
+        return 2
+
+    task = asyncio.create_task(cache.get_or_create("b", slow, tags=["u"]))
+    await asyncio.sleep(0)
+    await cache.invalidate_tags(["u"])
+    assert cache.get_stats()["tags"] == 1
+    release.set()
+    assert await task == 2
+    assert await cache.get("b", "absent", tags=["u"]) == "absent"
+    assert cache.get_stats()["tags"] == 0
+    await cache.set("c", 3, tags=["u"])
+    assert await cache.get("c", tags=["u"]) == 3  # a later entry is current again

@@ -2,14 +2,14 @@ from __future__ import annotations
 
 import asyncio
 import multiprocessing
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
 import redis
 
 from cachewire.cache import RedisCacheAdapter
-from cachewire.cache._redis import _EXTEND_SHA
+from cachewire.cache._redis import SCRIPTS
 from cachewire.errors import CacheBackendError, SerializationError
 from cachewire.testing import CacheAdapterContract
 
@@ -21,6 +21,23 @@ class TestRedisContract(CacheAdapterContract):
     async def adapter(self, redis_db_url: str) -> AsyncIterator[RedisCacheAdapter]:
         cache = RedisCacheAdapter(redis_db_url, namespace="contract")
         yield cache
+        await cache.aclose()
+
+    @pytest.fixture
+    async def stale_setup(
+        self, redis_db_url: str
+    ) -> AsyncIterator[tuple[RedisCacheAdapter, Callable[[str], None]]]:
+        cache = RedisCacheAdapter(redis_db_url, namespace="contract-stale", stale_ttl=3600)
+        client = redis.Redis.from_url(redis_db_url)
+
+        def expire(key: str) -> None:
+            # The soft expiry (server ms) is the record's first field: put it in the past.
+            name = f"contract-stale:v:{key}"
+            fields = client.get(name).split(b"\n", 4)
+            client.set(name, b"\n".join([b"1", *fields[1:]]), keepttl=True)
+
+        yield cache, expire
+        client.close()
         await cache.aclose()
 
 
@@ -107,10 +124,10 @@ async def test_slow_creator_keeps_its_lease_with_the_heartbeat(redis_db_url: str
     renewals = 0
     original_eval = cache._eval
 
-    async def counting_eval(source: str, sha: str, keys: list[str], args: list[Any]) -> Any:
+    async def counting_eval(step: Any) -> Any:
         nonlocal renewals
-        result = await original_eval(source, sha, keys, args)
-        if sha == _EXTEND_SHA and result:
+        result = await original_eval(step)
+        if step.script is SCRIPTS["extend"] and result:
             renewals += 1
             if renewals >= 6:  # the lease has been renewed over two lease lifetimes
                 renewed.set()

@@ -233,7 +233,7 @@ def test_partition_invalidation_on_redis_is_one_command_whatever_the_partition_s
 
     client.pipeline = counting_pipeline  # type: ignore[method-assign]
     orders.invalidate(user_id=1)
-    assert sent == ["INCRBY"]  # one version bump; no SCAN, KEYS or DEL over the 1000 entries
+    assert sent == ["EVALSHA"]  # one version bump (a script); no SCAN, KEYS or DEL over entries
     client.execute_command = original  # type: ignore[method-assign]
     client.pipeline = original_pipeline  # type: ignore[method-assign]
     calls.clear()

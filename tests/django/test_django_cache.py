@@ -21,6 +21,10 @@ def fresh_prefix() -> str:
 
 class TestLocMem(CacheAdapterContract):
     supports_stale = False
+    # Not kept by the Django adapter yet (see CacheAdapterContract's flags).
+    supports_read_your_invalidations = False
+    ttl_zero_set_removes = False
+    refuses_non_str_keys = False
 
     @pytest.fixture
     def adapter(self) -> DjangoCacheAdapter:
@@ -30,6 +34,10 @@ class TestLocMem(CacheAdapterContract):
 @pytest.mark.redis
 class TestDjangoRedis(CacheAdapterContract):
     supports_stale = False
+    # Not kept by the Django adapter yet (see CacheAdapterContract's flags).
+    supports_read_your_invalidations = False
+    ttl_zero_set_removes = False
+    refuses_non_str_keys = False
 
     @pytest.fixture
     def adapter(self, django_redis: str) -> DjangoCacheAdapter:

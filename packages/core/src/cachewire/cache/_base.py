@@ -10,10 +10,12 @@ from typing import Any, Final, TypeVar
 from cachewire.errors import ConfigurationError
 
 __all__ = [
+    "MAX_TTL_SECONDS",
     "MISSING",
     "BaseCacheAdapter",
     "Creator",
     "SyncCacheAdapter",
+    "validate_key",
     "validate_ttl",
 ]
 
@@ -43,8 +45,16 @@ class _Missing:
 MISSING: Final = _Missing()
 
 
+#: The longest TTL any adapter accepts (100 years): Redis keeps expiries in milliseconds and the
+#: lease scripts do their arithmetic in doubles, so far larger values would not be stored as given.
+MAX_TTL_SECONDS: Final = 3_155_760_000
+
+
 def validate_ttl(ttl_seconds: float | None, *, name: str = "ttl_seconds") -> float | None:
-    """Check a TTL: seconds; ``None`` never expires, ``0`` is not stored, negative is an error."""
+    """Check a TTL: seconds; ``None`` never expires, ``0`` is not stored.
+
+    Negative, NaN, infinite and values above `MAX_TTL_SECONDS` are a `ConfigurationError`.
+    """
     if ttl_seconds is None:
         return None
     if isinstance(ttl_seconds, bool) or not isinstance(ttl_seconds, int | float):
@@ -53,7 +63,37 @@ def validate_ttl(ttl_seconds: float | None, *, name: str = "ttl_seconds") -> flo
         raise ConfigurationError(
             f"{name} must be >= 0 (0 means do not store, None means no expiry), got {ttl_seconds!r}"
         )
+    if ttl_seconds > MAX_TTL_SECONDS:
+        raise ConfigurationError(
+            f"{name} must be at most {MAX_TTL_SECONDS} seconds (100 years, what every adapter "
+            f"can store); use None for no expiry, got {ttl_seconds!r}"
+        )
     return float(ttl_seconds)
+
+
+def validate_key(key: object) -> str:
+    """Check a cache key: every adapter takes ``str`` keys that encode to UTF-8, and only those.
+
+    Anything else (bytes, numbers, tuples, a string with a lone surrogate) is a
+    `ConfigurationError`, on every adapter alike; build keys with `encode_key` for other values.
+    """
+    if not isinstance(key, str):
+        raise ConfigurationError(
+            f"cache keys must be str, got {type(key).__name__} {_short(key)}; build one with "
+            "cachewire.cache.encode_key(...) or str()"
+        )
+    try:
+        key.encode()
+    except UnicodeEncodeError:
+        raise ConfigurationError(
+            f"cache key {_short(key)} is not valid UTF-8 (it holds a lone surrogate)"
+        ) from None
+    return key
+
+
+def _short(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 class SyncCacheAdapter(abc.ABC):
@@ -61,6 +101,9 @@ class SyncCacheAdapter(abc.ABC):
 
     It shares the store, the statistics and the single-flight state of its async adapter.
     """
+
+    def __init__(self, adapter: BaseCacheAdapter) -> None:
+        self._adapter = adapter
 
     @abc.abstractmethod
     def get_or_create(
@@ -96,9 +139,8 @@ class SyncCacheAdapter(abc.ABC):
     def clear(self) -> None: ...
 
     def get_stats(self) -> dict[str, Any]:
+        """The statistics of the adapter this twin belongs to."""
         return self._adapter.get_stats()
-
-    _adapter: BaseCacheAdapter
 
 
 class BaseCacheAdapter(abc.ABC):
@@ -138,11 +180,20 @@ class BaseCacheAdapter(abc.ABC):
 
     @abc.abstractmethod
     async def invalidate(self, key: str) -> bool:
-        """Drop one entry; True if it existed. A computation in flight will not write it back."""
+        """Drop one entry; True if a live (unexpired) entry existed.
+
+        A computation or read in flight is detached: it will not write back, and callers arriving
+        after this returns start afresh. Adapters with a fail-open mode also take ``strict=True``
+        (keyword): then a backend failure raises `CacheBackendError` even when failing open, so
+        an invalidation rule's error policy sees it.
+        """
 
     @abc.abstractmethod
     async def invalidate_tags(self, tags: Sequence[str]) -> None:
-        """Make every entry stored under any of ``tags`` stale, in O(1) per tag."""
+        """Make every entry stored under any of ``tags`` stale, in O(1) per tag.
+
+        Work in flight under those tags is detached as by `invalidate`; ``strict`` likewise.
+        """
 
     @abc.abstractmethod
     async def clear(self) -> None:

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import inspect
 import json
 import pickle
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from itertools import chain, compress, repeat
 from operator import contains, is_
 from typing import Any, Protocol
@@ -15,17 +16,53 @@ from typing import Any, Protocol
 from cachewire.errors import ConfigurationError, SerializationError
 from cachewire.wire import MAX_DEPTH, TAG, bounded_repr, decode_tagged, to_portable
 
-__all__ = ["Codec", "JsonCodec", "PickleCodec"]
+__all__ = ["Codec", "JsonCodec", "PickleCodec", "codec_call"]
 
 
 class Codec(Protocol):
-    """Encodes values so that decoding gives back an equal value, or raises."""
+    """Encodes values so that decoding gives back an equal value, or raises.
+
+    A codec may also accept a keyword ``key`` (the cache key the value is stored under) on both
+    methods; adapters pass it to codecs that do, so a codec can bind its bytes to the key.
+    """
 
     codec_id: str
 
     def encode(self, value: Any) -> bytes: ...
 
     def decode(self, data: bytes) -> Any: ...
+
+
+def _takes_key(method: Callable[..., Any]) -> bool:
+    try:
+        return "key" in inspect.signature(method).parameters
+    except (TypeError, ValueError):
+        return False
+
+
+def codec_call(
+    codec: Codec,
+) -> tuple[Callable[[Any, str], bytes], Callable[[bytes, str], Any]]:
+    """``(encode(value, key), decode(data, key))`` for ``codec``, passing the key to a codec whose
+    methods accept it and leaving it out for one whose methods do not."""
+    if _takes_key(codec.encode) and _takes_key(codec.decode):
+        keyed: Any = codec
+
+        def encode_keyed(value: Any, key: str) -> bytes:
+            return keyed.encode(value, key=key)  # type: ignore[no-any-return]
+
+        def decode_keyed(data: bytes, key: str) -> Any:
+            return keyed.decode(data, key=key)
+
+        return encode_keyed, decode_keyed
+
+    def encode(value: Any, key: str) -> bytes:
+        return codec.encode(value)
+
+    def decode(data: bytes, key: str) -> Any:
+        return codec.decode(data)
+
+    return encode, decode
 
 
 _LEAVES = frozenset({str, int, float, bool, type(None)})
@@ -118,9 +155,10 @@ class JsonCodec:
 class PickleCodec:
     """Pickle, for values JSON cannot hold, and always signed: only for a cache you trust.
 
-    Each value is stored behind an HMAC-SHA256 of its bytes, keyed by ``secret_key`` (at least 16
-    bytes; every process reading the cache needs the same one, e.g. Django's ``SECRET_KEY``).
-    Bytes whose signature does not match are refused with `SerializationError` and never
+    Each value is stored behind an HMAC-SHA256 of its bytes and of the cache key it is stored
+    under, keyed by ``secret_key`` (at least 16 bytes; every process reading the cache needs the
+    same one, e.g. Django's ``SECRET_KEY``). Bytes whose signature does not match, including a
+    signed value copied under another key, are refused with `SerializationError` and never
     unpickled, so whoever can write to Redis without the key cannot make a reader run code.
     """
 
@@ -149,27 +187,38 @@ class PickleCodec:
         # A key of its own, so signatures made here are worth nothing anywhere else.
         self._key = hashlib.sha256(b"cachewire.PickleCodec\0" + key).digest()
         self.protocol = protocol
-        self.codec_id = f"pickle{protocol}-hmac-sha256"
+        # "-k": signatures cover the cache key, so older records (without it) are not mistaken
+        # for current ones; they are recomputed.
+        self.codec_id = f"pickle{protocol}-hmac-sha256-k"
 
-    def _sign(self, data: bytes) -> bytes:
-        return hmac.new(self._key, data, hashlib.sha256).digest()
+    def _sign(self, data: bytes, key: str | None) -> bytes:
+        signed = hmac.new(self._key, digestmod=hashlib.sha256)
+        # Length-prefixed, so no (key, bytes) pair signs like another.
+        where = b"" if key is None else key.encode("utf-8", "surrogatepass")
+        signed.update(b"-" if key is None else b"%d:" % len(where))
+        signed.update(where)
+        signed.update(data)
+        return signed.digest()
 
-    def encode(self, value: Any) -> bytes:
+    def encode(self, value: Any, *, key: str | None = None) -> bytes:
+        """Pickle and sign ``value`` for the cache key ``key``."""
         try:
             data = pickle.dumps(value, protocol=self.protocol)
         except Exception as exc:
             raise SerializationError(
                 f"value {value!r} ({type(value).__name__}) cannot be pickled: {exc}"
             ) from exc
-        return self._sign(data) + data
+        return self._sign(data, key) + data
 
-    def decode(self, data: bytes) -> Any:
+    def decode(self, data: bytes, *, key: str | None = None) -> Any:
+        """The value, if ``data`` is signed for ``key``; else `SerializationError`."""
         signature, body = data[: self._SIGNATURE_BYTES], data[self._SIGNATURE_BYTES :]
         if len(signature) != self._SIGNATURE_BYTES or not hmac.compare_digest(
-            signature, self._sign(body)
+            signature, self._sign(body, key)
         ):
             raise SerializationError(
                 "a cached value's signature does not match, so it was not unpickled: it was "
-                "written with another secret_key or altered; give every process the same key"
+                "written with another secret_key, under another key, or altered; give every "
+                "process the same secret_key"
             )
         return pickle.loads(body)  # the bytes carry a valid signature of our own

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import inspect
 import itertools
 import math
-import random
 import threading
 import time
 from collections import OrderedDict
@@ -17,27 +15,42 @@ from typing import Any, TypeVar, cast
 import attrs
 
 from cachewire.cache._base import (
+    MAX_TTL_SECONDS,
     MISSING,
     BaseCacheAdapter,
     Creator,
     SyncCacheAdapter,
     _Missing,
+    validate_key,
     validate_ttl,
 )
+from cachewire.cache._codec import Codec, codec_call
+from cachewire.cache._flight import (
+    CreatorRun,
+    FlightTable,
+    call_creator,
+    check_reentry,
+    check_refresh_options,
+    is_due_early,
+    jittered,
+    refresh_in_background,
+)
 from cachewire.cache._stats import CacheStats
-from cachewire.errors import ConfigurationError, ReentrantCallError
+from cachewire.errors import ConfigurationError
 
 __all__ = ["InMemoryCacheAdapter"]
 
 T = TypeVar("T")
 
 _KEYS_REPORTED = 100
-#: (adapter id, key) pairs whose creator runs in the current task or thread.
-_computing: contextvars.ContextVar[frozenset[tuple[int, str]]] = contextvars.ContextVar(
-    "cachewire_memory_computing", default=frozenset()
-)
 _tag_clock = itertools.count(1)
-_SHARED_VERSIONS = 1024  # distinct tag-version tuples shared between entries, at most
+_PLAIN_NUMBERS = frozenset({int, float})
+
+# What a get_or_create that found no fresh value does next.
+_STALE = "stale"  # answer with the stale value; someone else refreshes it
+_STALE_REFRESH = "stale-refresh"  # answer with the stale value and refresh it in the background
+_LEAD = "lead"  # compute it
+_JOIN = "join"  # wait for the computation in flight
 
 
 @attrs.define(slots=True)
@@ -58,16 +71,14 @@ class _Entry:
 class _Flight:
     """One computation in progress; waiters of both kinds share its outcome."""
 
+    tags: tuple[str, ...]
     tag_versions: tuple[int, ...]
-    tags_read_at: int
-    write_back: bool = True
+    tags_read_at: int  # the tag clock when tag_versions were read
+    detached: bool = False  # invalidated meanwhile: its value is not written back
     task: asyncio.Task[Any] | None = None
     done: threading.Event = attrs.field(factory=threading.Event)
     value: Any = None
     error: BaseException | None = None
-
-
-_PLAIN_NUMBERS = frozenset({int, float})
 
 
 def _retrieve(task: asyncio.Task[Any]) -> None:
@@ -81,7 +92,9 @@ class InMemoryCacheAdapter(BaseCacheAdapter):
     Options: ``default_ttl`` (seconds, ``None`` = no expiry), ``max_entries`` (LRU bound;
     computations in flight are never evicted), ``stale_ttl`` (serve the old value this long after
     expiry while one caller refreshes), ``early_refresh_beta`` (probabilistic early refresh,
-    XFetch), ``jitter`` (fraction of the TTL removed at random), ``clock`` (monotonic seconds).
+    XFetch), ``jitter`` (fraction of the TTL removed at random), ``clock`` (monotonic seconds),
+    ``codec`` (opt-in: every stored value makes a round trip through it, so values a remote cache
+    would refuse fail here too, and hits return a copy as they would from Redis).
 
     Async and blocking callers share the store, the statistics and single flight: a thread, a
     coroutine and a coroutine on another thread's loop asking for one key share one computation.
@@ -96,31 +109,37 @@ class InMemoryCacheAdapter(BaseCacheAdapter):
         early_refresh_beta: float | None = None,
         jitter: float = 0.0,
         clock: Callable[[], float] = time.monotonic,
+        codec: Codec | None = None,
     ) -> None:
         self.default_ttl = validate_ttl(default_ttl, name="default_ttl")
         self.stale_ttl = validate_ttl(stale_ttl, name="stale_ttl") or 0.0
         if max_entries is not None and max_entries < 1:
             raise ConfigurationError(f"max_entries must be >= 1 or None, got {max_entries!r}")
-        if not 0.0 <= jitter < 1.0:
-            raise ConfigurationError(f"jitter must be in [0, 1), got {jitter!r}")
+        check_refresh_options(early_refresh_beta=early_refresh_beta, jitter=jitter)
         self.max_entries = max_entries
         self.early_refresh_beta = early_refresh_beta
         self.jitter = jitter
+        self.codec = codec
+        self._encode: Callable[[Any, str], bytes] | None = None
+        self._decode: Callable[[bytes, str], Any] | None = None
+        if codec is not None:
+            self._encode, self._decode = codec_call(codec)
         self._clock = clock
         self._entries: OrderedDict[str, _Entry] = OrderedDict()
+        # Tag versions exist only while an entry or a computation carries the tag (counted here).
         self._tags: dict[str, int] = {}
-        self._tags_changed = 0  # the tag clock's value at the latest invalidate_tags or clear
-        self._versions: dict[tuple[int, ...], tuple[int, ...]] = {}  # shared by equal entries
-        self._flights: dict[str, _Flight] = {}
+        self._tag_refs: dict[str, int] = {}
+        self._flights: FlightTable[_Flight] = FlightTable()
         self._lock = threading.Lock()
         self._stats = CacheStats()
         self._fast_hits = 0  # hits of the lock-free path, folded into the statistics when read
+        self._tags_changed = 0  # the tag clock's value at the latest invalidate_tags or clear
         self._sync = _SyncMemory(self)
         self._background: set[asyncio.Task[Any]] = set()
         # Hits need no bookkeeping (LRU order, early refresh) unless these options are on.
         self._plain_hits = max_entries is None and not early_refresh_beta
 
-    # ----------------------------------------------------------------- helpers
+    # --------------------------------------------------- decisions (no waiting)
 
     def _ttl(self, ttl_seconds: float | _Missing | None) -> float | None:
         if isinstance(ttl_seconds, _Missing):
@@ -128,62 +147,44 @@ class InMemoryCacheAdapter(BaseCacheAdapter):
         return validate_ttl(ttl_seconds)
 
     def _tag_versions(self, tags: Sequence[str]) -> tuple[int, ...]:
-        if not tags:
-            return ()
-        versions = tuple(self._tags.get(tag, 0) for tag in tags)
-        shared = self._versions.get(versions)
-        if shared is None:
-            if len(self._versions) >= _SHARED_VERSIONS:
-                self._versions.clear()
-            shared = self._versions[versions] = versions
-        return shared
+        return tuple(self._tags.get(tag, 0) for tag in tags)
 
-    def _plain_hit(self, key: str, ttl_seconds: Any = MISSING) -> Any:
-        """The value of a fresh, current entry that needs no bookkeeping, else MISSING (also when
-        ``ttl_seconds`` is not plainly valid: the caller's full check then decides).
+    def _carry(self, tags: Sequence[str]) -> None:
+        for tag in tags:
+            self._tag_refs[tag] = self._tag_refs.get(tag, 0) + 1
 
-        Lock-free: tag versions only ever grow, and an invalidation sets them before it moves the
-        tag clock, so a read sees each invalidation either entirely or not at all, as a locked
-        read would.
-        """
-        if not (
-            ttl_seconds is MISSING
-            or ttl_seconds is None
-            # mypy reads the class test as narrowing to object; it is an int or a float here
-            or (ttl_seconds.__class__ in _PLAIN_NUMBERS and ttl_seconds >= 0)  # type: ignore[operator]
-        ):
-            return MISSING
-        entry = self._entries.get(key)
-        if entry is None or not entry.plain or self._clock() >= entry.soft_deadline:
-            return MISSING
-        if entry.tags and entry.tags_current_at != self._tags_changed:
-            changed = self._tags_changed
-            versions = self._tags
-            for tag, version in zip(entry.tags, entry.tag_versions, strict=True):
-                if versions.get(tag, 0) != version:
-                    return MISSING
-            entry.tags_current_at = changed
-        self._fast_hits += 1
-        return entry.value
+    def _drop_carried(self, tags: Sequence[str]) -> None:
+        for tag in tags:
+            left = self._tag_refs[tag] - 1
+            if left:
+                self._tag_refs[tag] = left
+            else:  # nothing carries it: its version no longer matters
+                del self._tag_refs[tag]
+                self._tags.pop(tag, None)
+
+    def _pop_entry(self, key: str) -> _Entry | None:
+        entry = self._entries.pop(key, None)
+        if entry is not None and entry.tags:
+            self._drop_carried(entry.tags)
+        return entry
+
+    def _usable(self, entry: _Entry, now: float) -> bool:
+        return now < entry.hard_deadline and (
+            not entry.tag_versions or entry.tag_versions == self._tag_versions(entry.tags)
+        )
 
     def _lookup(self, key: str, now: float) -> tuple[_Entry | None, bool]:
         """(entry, fresh): the entry if usable at all, and whether it is within its TTL."""
         entry = self._entries.get(key)
         if entry is None:
             return None, False
-        if entry.tag_versions and entry.tag_versions != self._tag_versions(entry.tags):
-            self._entries.pop(key, None)
-            return None, False
-        if now >= entry.hard_deadline:
-            self._entries.pop(key, None)
+        if not self._usable(entry, now):
+            self._pop_entry(key)
             return None, False
         fresh = now < entry.soft_deadline
-        if fresh and self.early_refresh_beta and entry.soft_deadline != math.inf:
-            # XFetch: refresh a little early with a probability that rises near expiry.
-            gap = entry.delta * self.early_refresh_beta * -math.log(1.0 - random.random())
-            if now + gap >= entry.soft_deadline:
-                fresh = False
-                self._stats.early_refreshes += 1
+        if fresh and is_due_early(now, entry.delta, self.early_refresh_beta, entry.soft_deadline):
+            fresh = False
+            self._stats.early_refreshes += 1
         if self.max_entries is not None:
             self._entries.move_to_end(key)
         return entry, fresh
@@ -199,63 +200,119 @@ class InMemoryCacheAdapter(BaseCacheAdapter):
         tags_read_at: int,
     ) -> None:
         if ttl == 0:
+            self._pop_entry(key)  # "do not store" leaves nothing older readable either
             return
         now = self._clock()
         if ttl is None:
             soft = hard = math.inf
         else:
-            if self.jitter:
-                ttl = ttl * (1.0 - self.jitter * random.random())
-            soft = now + ttl
-            hard = soft + self.stale_ttl if self.stale_ttl else soft
+            soft = now + jittered(ttl, self.jitter)
+            hard = soft + self.stale_ttl
+        self._pop_entry(key)
+        self._carry(tags)
         self._entries[key] = _Entry(
             value, soft, hard, versions, tuple(tags), delta, self._plain_hits, tags_read_at
         )
-        self._entries.move_to_end(key)
         if self.max_entries is not None:
             while len(self._entries) > self.max_entries:
-                self._entries.popitem(last=False)
+                self._pop_entry(next(iter(self._entries)))
                 self._stats.evictions += 1
 
-    def _check_reentry(self, key: str) -> None:
-        if (id(self), key) in _computing.get():
-            raise ReentrantCallError(
-                f"the creator of cache key {key!r} asked the cache for that same key; "
-                "it would wait for itself forever"
-            )
+    def _round_trip(self, key: str, value: Any) -> Any:
+        """The value as a remote cache would give it back (with a codec), else itself."""
+        if self._encode is None or self._decode is None:
+            return value
+        return self._decode(self._encode(value, key), key)
 
-    def _start_flight(self, key: str, tags: Sequence[str]) -> _Flight:
-        flight = _Flight(tag_versions=self._tag_versions(tags), tags_read_at=self._tags_changed)
-        self._flights[key] = flight
-        self._stats.misses += 1
-        self._stats.creator_calls += 1
-        return flight
+    def _fast_hit(self, key: str, ttl_seconds: Any = MISSING) -> Any:
+        """The value of a fresh, current entry that needs no bookkeeping, read without the lock,
+        else MISSING (also when ``ttl_seconds`` is not plainly valid: the caller's full check
+        then decides).
+
+        Tag versions only ever grow, and an invalidation sets them before it moves the tag clock,
+        so a read sees each invalidation either entirely or not at all, as a locked read would.
+        """
+        if not (
+            ttl_seconds is MISSING
+            or ttl_seconds is None
+            # mypy reads the class test as narrowing to object; it is an int or a float here
+            or (
+                ttl_seconds.__class__ in _PLAIN_NUMBERS and 0 <= ttl_seconds <= MAX_TTL_SECONDS  # type: ignore[operator]
+            )
+        ):
+            return MISSING
+        if type(key) is not str:  # checked (and refused) on the full path
+            return MISSING
+        entry = self._entries.get(key)
+        if entry is None or not entry.plain or self._clock() >= entry.soft_deadline:
+            return MISSING
+        if entry.tags and entry.tags_current_at != self._tags_changed:
+            changed = self._tags_changed
+            versions = self._tags
+            for tag, version in zip(entry.tags, entry.tag_versions, strict=True):
+                if versions.get(tag, 0) != version:
+                    return MISSING
+            entry.tags_current_at = changed
+        self._fast_hits += 1
+        return entry.value
+
+    def _begin(
+        self, key: str, tags: Sequence[str], stale_ttl: float | None
+    ) -> tuple[str, Any, _Flight | None]:
+        """One decision under the lock, so a thread and a coroutine never both start computing:
+        (what to do, the value to answer with or MISSING, the flight to lead or join)."""
+        with self._lock:
+            entry, fresh = self._lookup(key, self._clock())
+            if entry is not None and fresh:
+                self._stats.hits += 1
+                return "", entry.value, None
+            validate_key(key)
+            check_reentry(self, key)
+            flight = self._flights.get(key)
+            starts = flight is None
+            if flight is None:
+                flight = _Flight(tuple(tags), self._tag_versions(tags), self._tags_changed)
+                self._carry(tags)
+                self._flights.put(key, flight)
+            if entry is not None and (stale_ttl is None or stale_ttl > 0):
+                self._stats.stale_hits += 1
+                return (_STALE_REFRESH if starts else _STALE), entry.value, flight
+            if starts:
+                return _LEAD, MISSING, flight
+            self._stats.coalesced += 1
+            return _JOIN, MISSING, flight
 
     def _finish(
         self,
         key: str,
         flight: _Flight,
         ttl: float | None,
-        tags: Sequence[str],
-        started: float,
+        run: CreatorRun,
         value: Any = None,
         error: BaseException | None = None,
     ) -> None:
-        elapsed = time.monotonic() - started
         with self._lock:
-            self._stats.creator_time_total += elapsed
-            if self._flights.get(key) is flight:
-                del self._flights[key]
-            if error is None and flight.write_back:
+            elapsed = run.finish(failed=error is not None)
+            self._flights.discard(key, flight)
+            if error is None and not flight.detached:
                 self._store(
-                    key, value, ttl, tags, flight.tag_versions, elapsed, flight.tags_read_at
+                    key, value, ttl, flight.tags, flight.tag_versions, elapsed, flight.tags_read_at
                 )
-            elif error is not None:
-                self._stats.creator_errors += 1
-            elif not flight.write_back:
+            elif error is None:
                 self._stats.writes_rejected += 1
+            self._drop_carried(flight.tags)
         flight.value, flight.error = value, error
         flight.done.set()
+
+    def _compute_blocking(self, key: str, flight: _Flight, creator: Creator, ttl: Any) -> Any:
+        run = CreatorRun(self, key, self._stats)
+        try:
+            value = self._round_trip(key, call_creator(creator))
+        except BaseException as exc:
+            self._finish(key, flight, ttl, run, error=exc)
+            raise
+        self._finish(key, flight, ttl, run, value=value)
+        return value
 
     # ------------------------------------------------------------------- async
 
@@ -268,32 +325,22 @@ class InMemoryCacheAdapter(BaseCacheAdapter):
         tags: Sequence[str] = (),
         stale_ttl: float | None = None,
     ) -> Any:
-        value = self._plain_hit(key, ttl_seconds)
+        value = self._fast_hit(key, ttl_seconds)
         if value is not MISSING:
             return value
         ttl = self._ttl(ttl_seconds)
-        # One decision under the lock, so a thread and a coroutine never both start computing.
-        with self._lock:
-            entry, fresh = self._lookup(key, self._clock())
-            if fresh:
-                self._stats.hits += 1
-                return entry.value  # type: ignore[union-attr]
-            self._check_reentry(key)
-            flight = self._flights.get(key)
-            starts = flight is None
-            if flight is None:
-                flight = self._start_flight(key, tags)
-        if entry is not None and (stale_ttl is None or stale_ttl > 0):
-            # Within the grace period: answer at once, refresh once in the background.
-            self._stats.stale_hits += 1
-            if starts:
-                refresh = self._launch(key, flight, creator, ttl, tags)
-                self._background.add(refresh)
-                refresh.add_done_callback(self._background_done)
-            return entry.value
-        if starts:
-            return await asyncio.shield(self._launch(key, flight, creator, ttl, tags))
-        self._stats.coalesced += 1
+        if type(key) is not str:
+            validate_key(key)
+        kind, value, flight = self._begin(key, tags, stale_ttl)
+        if flight is None or kind == _STALE:
+            return value
+        if kind == _STALE_REFRESH:
+            refresh = self._launch(key, flight, creator, ttl)
+            self._background.add(refresh)
+            refresh.add_done_callback(self._background_done)
+            return value
+        if kind == _LEAD:
+            return await asyncio.shield(self._launch(key, flight, creator, ttl))
         task = flight.task
         if task is not None and task.get_loop() is asyncio.get_running_loop():
             return await asyncio.shield(task)
@@ -303,12 +350,8 @@ class InMemoryCacheAdapter(BaseCacheAdapter):
             raise flight.error
         return flight.value
 
-    def _launch(
-        self, key: str, flight: _Flight, creator: Creator, ttl: float | None, tags: Sequence[str]
-    ) -> asyncio.Task[Any]:
-        task = asyncio.get_running_loop().create_task(
-            self._compute(key, flight, creator, ttl, tags)
-        )
+    def _launch(self, key: str, flight: _Flight, creator: Creator, ttl: Any) -> asyncio.Task[Any]:
+        task = asyncio.get_running_loop().create_task(self._compute(key, flight, creator, ttl))
         flight.task = task
         # If every caller is cancelled the computation still finishes; its error is counted.
         task.add_done_callback(_retrieve)
@@ -318,36 +361,32 @@ class InMemoryCacheAdapter(BaseCacheAdapter):
         self._background.discard(task)
         _retrieve(task)  # the error was counted; stale data keeps serving
 
-    async def _compute(
-        self,
-        key: str,
-        flight: _Flight,
-        creator: Creator,
-        ttl: float | None,
-        tags: Sequence[str],
-    ) -> Any:
-        _computing.set(_computing.get() | {(id(self), key)})
-        started = time.monotonic()
+    async def _compute(self, key: str, flight: _Flight, creator: Creator, ttl: Any) -> Any:
+        run = CreatorRun(self, key, self._stats)
         try:
             value = creator()
             if inspect.isawaitable(value):
                 value = await value
+            value = self._round_trip(key, value)
         except BaseException as exc:
-            self._finish(key, flight, ttl, tags, started, error=exc)
+            self._finish(key, flight, ttl, run, error=exc)
             raise
-        self._finish(key, flight, ttl, tags, started, value=value)
+        self._finish(key, flight, ttl, run, value=value)
         return value
 
     async def get(self, key: str, default: Any = None, *, tags: Sequence[str] = ()) -> Any:
         return self._get(key, default)
 
     def _get(self, key: str, default: Any) -> Any:
-        value = self._plain_hit(key)
+        value = self._fast_hit(key)
         if value is not MISSING:
             return value
+        if type(key) is not str:
+            validate_key(key)
         with self._lock:
             entry, fresh = self._lookup(key, self._clock())
         if entry is None or not fresh:
+            validate_key(key)
             self._stats.misses += 1
             return default
         self._stats.hits += 1
@@ -366,28 +405,32 @@ class InMemoryCacheAdapter(BaseCacheAdapter):
     def _set(
         self, key: str, value: Any, ttl_seconds: float | _Missing | None, tags: Sequence[str]
     ) -> None:
+        validate_key(key)
         ttl = self._ttl(ttl_seconds)
+        value = self._round_trip(key, value)
         with self._lock:
             self._store(key, value, ttl, tags, self._tag_versions(tags), 0.0, self._tags_changed)
 
-    async def invalidate(self, key: str) -> bool:
+    async def invalidate(self, key: str, *, strict: bool = False) -> bool:
         return self._invalidate(key)
 
     def _invalidate(self, key: str) -> bool:
+        validate_key(key)
         with self._lock:
-            flight = self._flights.get(key)
-            if flight is not None:
-                flight.write_back = False
-            return self._entries.pop(key, None) is not None
+            self._flights.detach(key)
+            entry = self._pop_entry(key)
+            return entry is not None and self._usable(entry, self._clock())
 
-    async def invalidate_tags(self, tags: Sequence[str]) -> None:
+    async def invalidate_tags(self, tags: Sequence[str], *, strict: bool = False) -> None:
         self._invalidate_tags(tags)
 
     def _invalidate_tags(self, tags: Sequence[str]) -> None:
         # A process-wide increasing clock: a tag can never return to a version an entry recorded.
         with self._lock:
+            self._flights.detach_tagged(tags)
             for tag in tags:
-                self._tags[tag] = next(_tag_clock)
+                if tag in self._tag_refs:  # else nothing carries it: nothing to make stale
+                    self._tags[tag] = next(_tag_clock)
             # After the versions: a lock-free hit that sees the new clock sees the new versions.
             self._tags_changed = next(_tag_clock)
 
@@ -396,21 +439,25 @@ class InMemoryCacheAdapter(BaseCacheAdapter):
 
     def _clear(self) -> None:
         with self._lock:
-            for flight in self._flights.values():
-                flight.write_back = False
+            carried = [flight.tags for flight in self._flights]
+            self._flights.detach_all()
             self._entries.clear()
             self._tags.clear()
+            self._tag_refs.clear()
             self._tags_changed = next(_tag_clock)
+            for tags in carried:  # computations still running keep their tags counted
+                self._carry(tags)
 
     def get_stats(self) -> dict[str, Any]:
         with self._lock:
             keys = list(itertools.islice(self._entries, _KEYS_REPORTED))
             size = len(self._entries)
+            in_flight, tags = len(self._flights), len(self._tags)
         self._stats.hits += self._fast_hits
         self._fast_hits = 0
         report = self._stats.as_dict(size=size, keys=keys)
-        report["in_flight"] = len(self._flights)
-        report["tags"] = len(self._tags)
+        report["in_flight"] = in_flight
+        report["tags"] = tags
         return report
 
     @property
@@ -419,11 +466,9 @@ class InMemoryCacheAdapter(BaseCacheAdapter):
 
 
 class _SyncMemory(SyncCacheAdapter):
-    """Blocking twin of `InMemoryCacheAdapter`: same store, thread-safe."""
+    """Blocking twin of `InMemoryCacheAdapter`: same store, same decisions, thread-safe."""
 
-    def __init__(self, adapter: InMemoryCacheAdapter) -> None:
-        self._adapter = adapter
-        self._cache = adapter
+    _adapter: InMemoryCacheAdapter
 
     def get_or_create(
         self,
@@ -434,48 +479,30 @@ class _SyncMemory(SyncCacheAdapter):
         tags: Sequence[str] = (),
         stale_ttl: float | None = None,
     ) -> T:
-        cache = self._cache
-        value = cache._plain_hit(key, ttl_seconds)
+        cache = self._adapter
+        value = cache._fast_hit(key, ttl_seconds)
         if value is not MISSING:
             return cast(T, value)
         ttl = cache._ttl(ttl_seconds)
-        with cache._lock:
-            entry, fresh = cache._lookup(key, cache._clock())
-            if fresh:
-                cache._stats.hits += 1
-                return cast(T, entry.value)  # type: ignore[union-attr]
-            cache._check_reentry(key)
-            flight = cache._flights.get(key)
-            leader = flight is None
-            if entry is not None and (stale_ttl is None or stale_ttl > 0) and not leader:
-                cache._stats.stale_hits += 1
-                return cast(T, entry.value)
-            if leader:
-                flight = cache._start_flight(key, tags)
-            else:
-                cache._stats.coalesced += 1
-        assert flight is not None
-        if not leader:
-            # Blocks until the computing thread or event loop finishes (do not call the blocking
-            # twin on the loop that is computing the same key).
-            flight.done.wait()
-            if flight.error is not None:
-                raise flight.error
-            return cast(T, flight.value)
-        token = _computing.set(_computing.get() | {(id(cache), key)})
-        started = time.monotonic()
-        try:
-            value = creator()
-        except BaseException as exc:
-            cache._finish(key, flight, ttl, tags, started, error=exc)
-            raise
-        finally:
-            _computing.reset(token)
-        cache._finish(key, flight, ttl, tags, started, value=value)
-        return value
+        if type(key) is not str:
+            validate_key(key)
+        kind, value, flight = cache._begin(key, tags, stale_ttl)
+        if flight is None or kind == _STALE:
+            return cast(T, value)
+        if kind == _STALE_REFRESH:
+            refresh_in_background(cache._compute_blocking, key, flight, creator, ttl)
+            return cast(T, value)
+        if kind == _LEAD:
+            return cast(T, cache._compute_blocking(key, flight, creator, ttl))
+        # Blocks until the computing thread or event loop finishes (do not call the blocking
+        # twin on the loop that is computing the same key).
+        flight.done.wait()
+        if flight.error is not None:
+            raise flight.error
+        return cast(T, flight.value)
 
     def get(self, key: str, default: Any = None, *, tags: Sequence[str] = ()) -> Any:
-        return self._cache._get(key, default)
+        return self._adapter._get(key, default)
 
     def set(
         self,
@@ -485,13 +512,13 @@ class _SyncMemory(SyncCacheAdapter):
         *,
         tags: Sequence[str] = (),
     ) -> None:
-        self._cache._set(key, value, ttl_seconds, tags)
+        self._adapter._set(key, value, ttl_seconds, tags)
 
-    def invalidate(self, key: str) -> bool:
-        return self._cache._invalidate(key)
+    def invalidate(self, key: str, *, strict: bool = False) -> bool:
+        return self._adapter._invalidate(key)
 
-    def invalidate_tags(self, tags: Sequence[str]) -> None:
-        self._cache._invalidate_tags(tags)
+    def invalidate_tags(self, tags: Sequence[str], *, strict: bool = False) -> None:
+        self._adapter._invalidate_tags(tags)
 
     def clear(self) -> None:
-        self._cache._clear()
+        self._adapter._clear()

@@ -29,6 +29,7 @@ class CacheStats:
     lock_lost: int = 0
     evictions: int = 0
     backend_errors: int = 0
+    breaker_opens: int = 0
     writes_rejected: int = 0
     decode_errors: int = 0
 
