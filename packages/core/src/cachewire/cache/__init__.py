@@ -4,7 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from cachewire.cache._base import MISSING, BaseCacheAdapter, SyncCacheAdapter, validate_ttl
+from cachewire.cache._base import (
+    MISSING,
+    BaseCacheAdapter,
+    SyncCacheAdapter,
+    strict_invalidations,
+    validate_ttl,
+)
 from cachewire.cache._cached import CachedFunction, cached, get_cached_function
 from cachewire.cache._codec import Codec, JsonCodec, PickleCodec
 from cachewire.cache._keys import encode_key
@@ -25,6 +31,7 @@ __all__ = [
     "cached",
     "encode_key",
     "get_cached_function",
+    "strict_invalidations",
     "validate_ttl",
 ]
 

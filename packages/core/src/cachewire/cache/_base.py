@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import abc
+import contextlib
+import contextvars
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, Final, TypeVar
 
 from cachewire.errors import ConfigurationError
@@ -15,9 +17,33 @@ __all__ = [
     "BaseCacheAdapter",
     "Creator",
     "SyncCacheAdapter",
+    "invalidations_are_strict",
+    "strict_invalidations",
     "validate_key",
     "validate_ttl",
 ]
+
+_strict: contextvars.ContextVar[bool] = contextvars.ContextVar(
+    "cachewire_strict_invalidations", default=False
+)
+
+
+@contextlib.contextmanager
+def strict_invalidations() -> Iterator[None]:
+    """Inside the block, an invalidation that cannot reach its backend raises
+    `CacheBackendError` even where the adapter fails open (rule workers run in such a block, so
+    the rules' error policy sees the failure instead of a silent fail-open)."""
+    token = _strict.set(True)
+    try:
+        yield
+    finally:
+        _strict.reset(token)
+
+
+def invalidations_are_strict() -> bool:
+    """Whether the caller is inside `strict_invalidations`."""
+    return _strict.get()
+
 
 T = TypeVar("T")
 

@@ -10,6 +10,7 @@ import logging
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
+from cachewire.cache import strict_invalidations
 from cachewire.dispatch import dispatch_stats, resolve_raise_exception
 from cachewire.errors import UnknownRuleError
 from cachewire.rules._rule import Rule, get_rule
@@ -84,7 +85,8 @@ def run_rules(
     """
     for rule, kwargs, producer_raise in _invalidations(rule_ids, rule_kwargs, dispatcher_name):
         try:
-            rule.apply(kwargs)
+            with strict_invalidations():
+                rule.apply(kwargs)
             dispatch_stats.bump("invalidations")
         except Exception as exc:
             _failed(rule, exc, dispatcher_name, producer_raise)
@@ -99,7 +101,8 @@ async def arun_rules(
     """Async twin of `run_rules`, using the cached functions' ``ainvalidate``."""
     for rule, kwargs, producer_raise in _invalidations(rule_ids, rule_kwargs, dispatcher_name):
         try:
-            await rule.aapply(kwargs)
+            with strict_invalidations():
+                await rule.aapply(kwargs)
             dispatch_stats.bump("invalidations")
         except Exception as exc:
             _failed(rule, exc, dispatcher_name, producer_raise)

@@ -21,7 +21,13 @@ from typing import Any
 
 from redis import exceptions as redis_errors
 
-from cachewire.cache._base import MISSING, _Missing, validate_key, validate_ttl
+from cachewire.cache._base import (
+    MISSING,
+    _Missing,
+    invalidations_are_strict,
+    validate_key,
+    validate_ttl,
+)
 from cachewire.cache._breaker import BackendSkipped, CircuitBreaker
 from cachewire.cache._codec import Codec, JsonCodec, codec_call
 from cachewire.cache._flight import check_refresh_options, early_refresh_draw, jittered
@@ -255,7 +261,7 @@ class RedisCore:
         adapter fails open and the call is not ``strict``."""
         self.stats.backend_errors += 1
         self.breaker.failed(exc)
-        if strict or not self.fail_open:
+        if strict or not self.fail_open or invalidations_are_strict():
             raise CacheBackendError(f"Redis at {self.where} failed: {exc}") from exc
 
     # ------------------------------------------------------------------ steps
