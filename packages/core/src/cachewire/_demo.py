@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sys
 import collections
 import logging
 import re
@@ -289,6 +290,25 @@ def run_demo() -> int:
     _partitions(story)
     _write_side(story)
     _tasks(story)
+    status = _framework_parts()
     print()
     print(story.summary())
+    return status
+
+
+def _framework_parts() -> int:
+    """The demos of installed framework adapters (found by name, so the core imports none)."""
+    import importlib
+
+    for distribution, module in (("cachewire-django", "cachewire_django.demo"),):
+        try:
+            demo = importlib.import_module(module)
+        except ModuleNotFoundError:
+            print(f"\n({distribution} is not installed: its part of the demo is skipped)")
+            continue
+        print()
+        sys.stdout.flush()
+        status: int = demo.run(sys.stdout)
+        if status:
+            return status
     return 0
