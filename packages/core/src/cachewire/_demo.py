@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-import sys
 import collections
 import logging
 import re
+import sys
 from typing import Any
 
 import attrs
