@@ -58,6 +58,6 @@ def orders(customer_id: int) -> list[int]:
     return [customer_id]
 
 
-import cachewire_dramatiq  # noqa: E402
+import cachewire_dramatiq
 
 cachewire_dramatiq.register_actor(queue=QUEUE)

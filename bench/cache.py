@@ -6,6 +6,14 @@ Writes the "cache" section of bench/RESULTS.md.
 
 from __future__ import annotations
 
+import os as _os
+import sys as _sys
+
+# These scripts are named after what they measure, and bench/queue.py after a standard module:
+# their folder goes last on sys.path, so `import queue` or `import celery` finds the real one.
+_BENCH = _os.path.dirname(_os.path.abspath(__file__))
+_sys.path[:] = [p for p in _sys.path if _os.path.abspath(p or ".") != _BENCH] + [_BENCH]
+
 import argparse
 import asyncio
 import logging
@@ -28,9 +36,9 @@ import redis.asyncio as aioredis
 # taskiq package the peers import: the folder goes last, after the installed packages.
 _HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != _HERE] + [_HERE]
-import _cache_paths as paths  # noqa: E402
-from _common import CommandCounter, private_redis, write_section  # noqa: E402
-from cachewire.cache import InMemoryCacheAdapter, RedisCacheAdapter  # noqa: E402
+import _cache_paths as paths
+from _common import CommandCounter, private_redis, write_section
+from cachewire.cache import InMemoryCacheAdapter, RedisCacheAdapter
 
 # A database the machine's other users leave alone; this run only ever deletes its own keys,
 # whose names all contain RUN.

@@ -8,6 +8,14 @@ BENCH_REDIS_URL (default redis://127.0.0.1:6379/13) and deletes its keys at the 
 
 from __future__ import annotations
 
+import os as _os
+import sys as _sys
+
+# These scripts are named after what they measure, and bench/queue.py after a standard module:
+# their folder goes last on sys.path, so `import queue` or `import celery` finds the real one.
+_BENCH = _os.path.dirname(_os.path.abspath(__file__))
+_sys.path[:] = [p for p in _sys.path if _os.path.abspath(p or ".") != _BENCH] + [_BENCH]
+
 import argparse
 import os
 import statistics
@@ -23,16 +31,16 @@ HERE = Path(__file__).parent
 # This script's name hides the dramatiq library while its folder leads sys.path: import the
 # library first, then make the folder's helpers importable.
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != HERE.resolve()]
-import dramatiq  # noqa: E402
+import dramatiq
 
 sys.path.append(str(HERE))
 os.environ.setdefault("CW_BENCH_NS", f"cwbench_{uuid.uuid4().hex[:10]}")
 
-import _dramatiq_app as app  # noqa: E402
-import _restflow  # noqa: E402
-from _common import write_section  # noqa: E402
-from cachewire import changed, collect  # noqa: E402
-from cachewire.dispatch import DispatchContext, dispatch_stats, resolve_dispatcher  # noqa: E402
+import _dramatiq_app as app
+import _restflow
+from _common import write_section
+from cachewire import changed, collect
+from cachewire.dispatch import DispatchContext, dispatch_stats, resolve_dispatcher
 
 TARGET_RATIO = 1.2
 WORKER_THREADS = 8

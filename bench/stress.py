@@ -11,6 +11,14 @@ redis-server) runs the same in this process, then in P spawned processes at once
 
 from __future__ import annotations
 
+import os as _os
+import sys as _sys
+
+# These scripts are named after what they measure, and bench/queue.py after a standard module:
+# their folder goes last on sys.path, so `import queue` or `import celery` finds the real one.
+_BENCH = _os.path.dirname(_os.path.abspath(__file__))
+_sys.path[:] = [p for p in _sys.path if _os.path.abspath(p or ".") != _BENCH] + [_BENCH]
+
 import argparse
 import asyncio
 import multiprocessing

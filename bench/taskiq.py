@@ -13,6 +13,14 @@
 
 from __future__ import annotations
 
+import os as _os
+import sys as _sys
+
+# These scripts are named after what they measure, and bench/queue.py after a standard module:
+# their folder goes last on sys.path, so `import queue` or `import celery` finds the real one.
+_BENCH = _os.path.dirname(_os.path.abspath(__file__))
+_sys.path[:] = [p for p in _sys.path if _os.path.abspath(p or ".") != _BENCH] + [_BENCH]
+
 import argparse
 import asyncio
 import os
@@ -46,7 +54,7 @@ def _load_common() -> Any:
 
 write_section = _load_common().write_section
 
-from cachewire.testing import unique_name  # noqa: E402
+from cachewire.testing import unique_name
 
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
 QUEUE = unique_name("cw-bench-taskiq-q")
