@@ -8,7 +8,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from cachewire._settings import get_settings
-from cachewire.cache._base import BaseCacheAdapter, validate_ttl
+from cachewire.cache import BaseCacheAdapter, validate_ttl
 from cachewire.errors import CachedTaskError, ConfigurationError
 from cachewire.tasks._context import SubmitResult, TaskContext
 from cachewire.tasks._message import TaskMessage

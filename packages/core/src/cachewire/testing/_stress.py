@@ -19,7 +19,7 @@ from typing import Any, Protocol
 
 import attrs
 
-from cachewire.cache._base import BaseCacheAdapter
+from cachewire.cache import BaseCacheAdapter
 
 __all__ = [
     "Invalidation",
