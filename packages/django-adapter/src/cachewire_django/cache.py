@@ -204,6 +204,15 @@ class DjangoCacheAdapter(BaseCacheAdapter):
                 self._stats.hits += 1
                 return value
         try:
+            if attempt:
+                # The holder we waited for may have stored its value just before it gave the
+                # lease up: look once more before computing again.
+                value, _ = self._read(
+                    key, tags, (yield ("get_many", self._reading_keys(key, tags)))
+                )
+                if value is not MISSING:
+                    self._stats.hits += 1
+                    return value
             _, versions = self._read(key, tags, (yield ("get_many", self._tag_keys(tags))))
             value = yield from self._creation()
             if flight.write_back and (yield ("get", lease_key)) == token:
