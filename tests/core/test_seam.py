@@ -369,3 +369,19 @@ def test_the_producers_raise_policy_travels_to_the_worker() -> None:
     with pytest.raises(ValueError, match="backend down"):
         run_work(loud, dispatcher_name="elsewhere")
     assert dispatch_stats.snapshot()["rule_errors"] == 2
+
+
+def test_a_rules_dispatcher_config_can_set_the_raise_policy() -> None:
+    Rule(
+        model="seam.Item",
+        field_mapping={"key": "key"},
+        dispatcher=Capturing,
+        dispatcher_config={"raise_exception": True},
+        function=Target(),
+    )
+    Capturing.broken = True
+    with pytest.raises(cachewire.errors.DispatchError, match="broker unreachable"):
+        cachewire.changed("seam.Item", {"key": 1})
+    Capturing.broken = False
+    cachewire.changed("seam.Item", {"key": 2})
+    assert Capturing.seen[-1][1].raise_exception is True  # and it travels to the worker

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from typing import Protocol
+from collections.abc import Iterable, Mapping
+from typing import Any, Protocol
 
 from cachewire._settings import get_settings
 
@@ -15,15 +15,22 @@ class _HasRaisePolicy(Protocol):
     def raise_exception(self) -> bool | None: ...
 
 
-def resolve_raise_exception(rules: Iterable[_HasRaisePolicy | None], dispatcher_name: str) -> bool:
+def resolve_raise_exception(
+    rules: Iterable[_HasRaisePolicy | None],
+    dispatcher_name: str,
+    dispatcher_config: Mapping[str, Any] | None = None,
+) -> bool:
     """Whether an error of this work surfaces.
 
-    For each rule: its own ``raise_exception``, else the dispatcher's ``RAISE_EXCEPTION``
-    setting, else the global ``dispatcher_raise_exception``. In a batch, True wins. ``None``
-    stands for a rule unknown in this process: it follows the dispatcher and global levels.
+    For each rule: its own ``raise_exception``, else the dispatcher's (the rules'
+    ``dispatcher_config["raise_exception"]`` when given, else the ``RAISE_EXCEPTION`` setting),
+    else the global ``dispatcher_raise_exception``. In a batch, True wins. ``None`` stands for a
+    rule unknown in this process: it follows the dispatcher and global levels.
     """
     settings = get_settings()
-    dispatcher_level = settings.dispatcher_block(dispatcher_name).get("RAISE_EXCEPTION")
+    dispatcher_level = (dispatcher_config or {}).get("raise_exception")
+    if dispatcher_level is None:
+        dispatcher_level = settings.dispatcher_block(dispatcher_name).get("RAISE_EXCEPTION")
     fallback = bool(
         settings.dispatcher_raise_exception if dispatcher_level is None else dispatcher_level
     )

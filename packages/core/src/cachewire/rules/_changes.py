@@ -147,7 +147,9 @@ class ChangeBatch:
         self, dispatcher: Dispatcher, rules: dict[str, Rule], rule_kwargs: dict[str, list[Any]]
     ) -> None:
         rule_ids = list(rules)
-        raise_exception = resolve_raise_exception(rules.values(), dispatcher.name)
+        raise_exception = resolve_raise_exception(
+            rules.values(), dispatcher.name, dispatcher.config
+        )
         context = DispatchContext(
             origin=self.origin, using=self.using, loop=self.loop, raise_exception=raise_exception
         )
