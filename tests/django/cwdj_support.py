@@ -33,6 +33,14 @@ def pg_reachable() -> bool:
 
 
 PG_UP = pg_reachable()
+
+
+def _installed(module: str) -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec(module) is not None
+
+
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
 #: Every key this run writes to Redis through Django starts with it; removed at the end.
 REDIS_KEY_PREFIX = f"cachewire-django-test-{os.getpid()}"
@@ -63,11 +71,18 @@ if not settings.configured:
         INSTALLED_APPS=[
             "django.contrib.contenttypes",
             "django.contrib.auth",
+            # for the queue's admin tests (their own middleware, templates and URLs)
+            "django.contrib.admin",
+            "django.contrib.sessions",
+            "django.contrib.messages",
             "cachewire_django",
             "cachewire_django.queue",
             "django_q",
             "rest_framework",
             "testapp",
+            # Django 5.2: the django-tasks backport is an app (its checks, and the signal that
+            # resets the backends when a test changes TASKS); Django 6 has it built in.
+            *(["django_tasks"] if django.VERSION < (6,) and _installed("django_tasks") else []),
         ],
         REST_FRAMEWORK={
             "DEFAULT_AUTHENTICATION_CLASSES": [],
@@ -88,6 +103,9 @@ if not settings.configured:
             },
         },
         CACHEWIRE={"DEFAULT_DISPATCHER": "recording"},
+        # Django's tasks (django.tasks, or the django-tasks backport) land in the durable queue:
+        # set before the test tasks are declared, so ``@task`` makes the backend's QueueTask.
+        TASKS={"default": {"BACKEND": "cachewire_django.queue.backend.QueueBackend"}},
         DEFAULT_AUTO_FIELD="django.db.models.AutoField",
         MIDDLEWARE=[],
         # django-q2 with its ORM broker on PostgreSQL; the queue name is this run's own.

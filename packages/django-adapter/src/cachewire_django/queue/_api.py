@@ -24,6 +24,7 @@ __all__ = [
     "CHANNEL",
     "META_KEYS",
     "cancel_jobs",
+    "check_meta",
     "deschedule",
     "enqueue",
     "health",
@@ -100,7 +101,15 @@ def arguments_hash(args: Sequence[Any], kwargs: Mapping[str, Any]) -> str:
     return hashlib.sha256(canonical_arguments(args, kwargs).encode()).hexdigest()
 
 
-def _check_meta(meta: Mapping[str, Any]) -> dict[str, Any]:
+def _meta_name(key: str) -> str:
+    return f"meta[{key!r}]"
+
+
+def check_meta(
+    meta: Mapping[str, Any], *, name: Callable[[str], str] = _meta_name
+) -> dict[str, Any]:
+    """``meta`` checked (a copy); `ConfigurationError` for an unknown key or a bad value, the
+    option named by ``name(key)`` (how the caller wrote it)."""
     if not isinstance(meta, Mapping):
         raise ConfigurationError(f"schedule(meta={meta!r}) must be a mapping")
     unknown = sorted(set(meta) - set(META_KEYS))
@@ -113,18 +122,18 @@ def _check_meta(meta: Mapping[str, Any]) -> dict[str, Any]:
     if attempts is not None and (
         isinstance(attempts, bool) or not isinstance(attempts, int) or attempts < 1
     ):
-        raise ConfigurationError(f"meta['max_attempts']={attempts!r} must be an int >= 1")
+        raise ConfigurationError(f"{name('max_attempts')}={attempts!r} must be an int >= 1")
     timeout = checked.get("timeout")
     if timeout is not None and (
         isinstance(timeout, bool) or not isinstance(timeout, int | float) or not timeout > 0
     ):
-        raise ConfigurationError(f"meta['timeout']={timeout!r} must be seconds > 0")
+        raise ConfigurationError(f"{name('timeout')}={timeout!r} must be seconds > 0")
     for key in ("queue", "dedup_key"):
         value = checked.get(key)
         if value is not None and (not isinstance(value, str) or not value):
-            raise ConfigurationError(f"meta[{key!r}]={value!r} must be a non-empty string")
+            raise ConfigurationError(f"{name(key)}={value!r} must be a non-empty string")
     if not isinstance(checked.get("atomic", False), bool):
-        raise ConfigurationError("meta['atomic'] must be True or False")
+        raise ConfigurationError(f"{name('atomic')} must be True or False")
     return checked
 
 
@@ -149,7 +158,7 @@ def schedule(
     """
     name = task_name(function)
     call_args, call_kwargs = list(args or ()), dict(kwargs or {})
-    options = _check_meta(meta or {})
+    options = check_meta(meta or {})
     if (
         isinstance(priority, bool)
         or not isinstance(priority, int)

@@ -1,0 +1,8 @@
+"""URLs of the queue's admin tests: the Django admin alone."""
+
+from __future__ import annotations
+
+from django.contrib import admin
+from django.urls import path
+
+urlpatterns = [path("admin/", admin.site.urls)]
