@@ -17,6 +17,7 @@ INSTALLED_APPS = [
     "django.contrib.contenttypes",
     "django.contrib.auth",
     "cachewire_django",  # one line: settings, signal wiring, checks
+    "cachewire_django.queue",  # the durable queue: the db dispatcher, schedule(), workers
     "catalog",
 ]
 MIDDLEWARE = ["django.middleware.common.CommonMiddleware"]

@@ -2,7 +2,9 @@
 
 `run` starts a child Python (Django is configured once per process) that loads ``examples/shop``
 on an in-memory SQLite database and the local-memory cache, creates a catalogue, reads it through
-the cache, changes it, and shows what each change invalidated and why.
+the cache, changes it, and shows what each change invalidated and why. Then the durable path:
+with the ``db`` dispatcher a change's rule work is a job of the queue, written in the change's
+transaction, that ``manage.py flush_queue`` runs; and a task put in the queue with ``schedule()``.
 """
 
 from __future__ import annotations
@@ -154,9 +156,82 @@ def _story(out: TextIO) -> None:  # pragma: no cover - runs in the child process
         page = client.get(f"/api/categories/{garden.pk}/").json()
         names = [p["name"] for p in page["products"]]
         out.write(f"  Garden now lists {names}; recomputed: {', '.join(computed) or 'nothing'}\n")
+    _durable(out, client, computed, tools, title)
     out.write(
-        "\nDjango summary: every read after a change was fresh; unchanged pages stayed cached.\n"
+        "\nDjango summary: every read after a change was fresh (with the db dispatcher, once a "
+        "worker ran the job\ncommitted with the change; a rollback left no job); unchanged pages "
+        "stayed cached.\n"
     )
+
+
+def _durable(
+    out: TextIO, client: Any, computed: list[str], tools: Any, title: Any
+) -> None:  # pragma: no cover - runs in the child process
+    """The durable path: rule work written as a job in the change's transaction, run by a
+    worker pass; and a task scheduled in the queue."""
+    import io
+
+    from catalog.models import Product  # type: ignore[import-not-found,unused-ignore]
+    from django.core.management import call_command
+    from django.db import transaction
+    from django.test.utils import override_settings
+
+    import cachewire
+    from cachewire_django.queue import Job, health, schedule
+
+    def price_on_page() -> str:
+        page = client.get(f"/api/categories/{tools.pk}/").json()
+        return str(next(p["price"] for p in page["products"] if p["name"] == "Saw"))
+
+    def flush_queue() -> str:
+        report = io.StringIO()
+        call_command("flush_queue", stdout=report)
+        return report.getvalue().strip()
+
+    def ready_jobs() -> list[str]:
+        return [job.task for job in Job.objects.filter(state="ready")]
+
+    reports: list[str] = []
+
+    @cachewire.task(name="catalog.restock_report")
+    def restock_report(category_id: int) -> int:
+        count = Product.objects.filter(category_id=category_id).count()
+        reports.append(f"restock report of category {category_id}: {count} product(s)")
+        return count
+
+    with override_settings(CACHEWIRE={"DEFAULT_DISPATCHER": "db", "DEFAULT_CACHE": "default"}):
+        title("Durable: the db dispatcher writes rule work as a job, in the same transaction")
+        price_on_page()
+        computed.clear()
+        saw = Product.objects.get(name="Saw")
+        with transaction.atomic():
+            saw.price = "18.00"
+            saw.save()
+            out.write(f"  inside the transaction, jobs queued: {ready_jobs()}\n")
+            transaction.set_rollback(True)
+        out.write(f"  after a rollback, jobs queued: {ready_jobs() or 'none'}\n")
+        with transaction.atomic():
+            saw.price = "19.00"
+            saw.save()
+        out.write(f"  after the commit, jobs queued: {ready_jobs()}\n")
+        before = price_on_page()
+        out.write(f"  Saw on the Tools page before a worker ran: {before} (still cached)\n")
+        out.write(f"  manage.py flush_queue: {flush_queue()}\n")
+        after = price_on_page()
+        out.write(
+            f"  Saw on the Tools page after it: {after} "
+            f"(recomputed: {', '.join(computed) or 'nothing'})\n"
+        )
+
+        title("Durable: schedule() a task, a worker pass runs it")
+        with transaction.atomic():
+            job = schedule(restock_report, args=[tools.pk], meta={"max_attempts": 3})
+        out.write(f"  scheduled {job.task} as job {job.pk}, state {job.state}\n")
+        out.write(f"  manage.py flush_queue: {flush_queue()}\n")
+        job.refresh_from_db()
+        out.write(f"  {reports[-1]}; job {job.pk} is {job.state}, result {job.result}\n")
+        states = {state: n for state, n in health()["states"].items() if n}
+        out.write(f"  health() states: {states}\n")
 
 
 def _args(kwargs: dict[str, Any]) -> str:
