@@ -73,11 +73,11 @@ class DispatchContext:
     def for_wire(self) -> dict[str, Any]:
         """The part of the context that can travel to a worker; ``raise`` (present only when
         True) makes the worker raise rule errors whatever its own settings say."""
-        wire: dict[str, Any] = {
-            key: value
-            for key, value in (("origin", self.origin), ("using", self.using))
-            if value is not None
-        }
+        wire: dict[str, Any] = {}
+        if self.origin is not None:
+            wire["origin"] = self.origin
+        if self.using is not None:
+            wire["using"] = self.using
         if self.raise_exception:
             wire["raise"] = True
         return wire
