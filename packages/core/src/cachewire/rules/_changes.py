@@ -36,6 +36,7 @@ logger = logging.getLogger("cachewire.rules")
 
 #: What `changed(event=...)` accepts: "save" means create-or-update (the caller does not know).
 CHANGE_EVENTS = ("create", "update", "delete", "save")
+_EVENTS = frozenset(CHANGE_EVENTS)
 
 
 def _old_state(old: Any, new: Any) -> Any:
@@ -126,14 +127,14 @@ def _gather(
     update_fields: Iterable[str] | None,
 ) -> None:
     """Queue the rule work of one change in ``work`` (see `changed`)."""
-    if event not in CHANGE_EVENTS:
+    if event not in _EVENTS:
         raise ConfigurationError(f"changed(event={event!r}) must be one of {CHANGE_EVENTS}")
     rules = rules_of(model)
     if not rules:
         dispatch_stats.bump("unknown_models")
         report_unknown_model(model_label(model))
         return
-    old_state = _old_state(old, obj)
+    old_state = old if old is None else _old_state(old, obj)
     for rule in rules:
         for kwargs in rule.invalidations(
             obj, old=old_state, event=event, update_fields=update_fields

@@ -31,6 +31,7 @@ __all__ = [
     "encode_rule_work",
 ]
 
+_INT_LOW = -INT_LIMIT  # negated once, not on every check
 _REQUIRED = frozenset({"rule_ids", "rule_kwargs"})
 _OPTIONAL = frozenset({"context"})
 
@@ -72,7 +73,7 @@ def _plain_text(arguments: Mapping[str, Any]) -> str | None:
                 return None
             text = encode_basestring_ascii(value)
         elif kind is int:
-            if not -INT_LIMIT < value < INT_LIMIT:
+            if not _INT_LOW < value < INT_LIMIT:
                 return None
             text = int.__repr__(value)
         elif kind is bool:
