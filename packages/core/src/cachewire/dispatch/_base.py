@@ -167,7 +167,8 @@ class Dispatcher(abc.ABC):
         return None if declared is None else declared.default
 
     def batch_key(self) -> tuple[Any, ...]:
-        """Rules whose dispatchers share this key may travel in one `dispatch` call."""
+        """Rules whose dispatchers share this key may travel in one `dispatch` call. Read once
+        per rule and settings snapshot: it must depend on the configuration only."""
         return (type(self), tuple(sorted((k, repr(v)) for k, v in self.config.items())))
 
     def encode_rules(

@@ -150,6 +150,8 @@ class _Route:
     raise_setting: bool | None
     dispatcher: Dispatcher
     raise_exception: bool
+    #: Rules whose routes share this key travel in one `dispatch` call.
+    group: tuple[Any, ...]
 
 
 def _route_for(rule: Rule) -> _Route:
@@ -165,11 +167,15 @@ def _route_for(rule: Rule) -> _Route:
         return route
     spec = rule.dispatcher if rule.dispatcher is not None else settings.default_dispatcher
     dispatcher = resolve_dispatcher(spec, rule.dispatcher_config)
+    group = dispatcher.batch_key()
+    if not dispatcher.supports_batching:
+        group = (*group, rule.id)
     route = _Route(
         settings=settings,
         raise_setting=rule.raise_exception,
         dispatcher=dispatcher,
         raise_exception=resolve_raise_exception([rule], dispatcher.name, dispatcher.config),
+        group=group,
     )
     rule._route = route
     return route
@@ -196,21 +202,20 @@ def _send_work(
             loop,
         )
         return
-    groups: dict[tuple[Any, ...], tuple[Dispatcher, dict[str, Rule], dict[str, list[Any]]]] = {}
+    # group -> its dispatcher, its rules' error policies by rule id, their argument sets
+    groups: dict[tuple[Any, ...], tuple[Dispatcher, dict[str, bool], dict[str, list[Any]]]] = {}
     for rule, kwargs in work.values():
-        dispatcher = _route_for(rule).dispatcher
-        key = dispatcher.batch_key()
-        if not dispatcher.supports_batching:
-            key = (*key, rule.id)
-        _, rules, rule_kwargs = groups.setdefault(key, (dispatcher, {}, {}))
-        rules[rule.id] = rule
-        rule_kwargs.setdefault(rule.id, []).append(kwargs)
+        route = _route_for(rule)
+        _, policies, rule_kwargs = groups.setdefault(route.group, (route.dispatcher, {}, {}))
+        rule_id = rule.id
+        policies[rule_id] = route.raise_exception
+        rule_kwargs.setdefault(rule_id, []).append(kwargs)
     errors: list[BaseException] = []
-    for dispatcher, rules, rule_kwargs in groups.values():
+    for dispatcher, policies, rule_kwargs in groups.values():
         # In a batch, True wins (`resolve_raise_exception`).
-        raise_exception = any(_route_for(rule).raise_exception for rule in rules.values())
+        raise_exception = any(policies.values())
         try:
-            _send(dispatcher, list(rules), rule_kwargs, raise_exception, origin, using, loop)
+            _send(dispatcher, list(policies), rule_kwargs, raise_exception, origin, using, loop)
         except BaseException as exc:  # keep sending the other groups, then raise
             errors.append(exc)
     if errors:
