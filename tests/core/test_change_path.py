@@ -49,6 +49,7 @@ def test_the_text_of_arguments_is_their_portable_json_with_sorted_names(
     assert encode_arguments(kwargs, rule_id="r") == expected
     encoded = WireArguments.encode(kwargs, rule_id="r")
     assert encoded == kwargs and encoded.wire == expected
+    assert WireArguments.encode(encoded, rule_id="r") is encoded  # never encoded twice
     # Encoded once or encoded again: the same message, which decodes to the same values.
     assert encode_rule_work(["r"], {"r": [encoded]}) == encode_rule_work(["r"], {"r": [kwargs]})
     decoded = decode_rule_work(encode_rule_work(["r"], {"r": [encoded]})).rule_kwargs["r"][0]

@@ -114,7 +114,10 @@ class WireArguments(dict[str, Any]):
 
     @classmethod
     def encode(cls, arguments: Mapping[str, Any], *, rule_id: str) -> WireArguments:
-        """``arguments`` with their wire text; raises like `encode_arguments`."""
+        """``arguments`` with their wire text (as they are when they have it already); raises
+        like `encode_arguments`."""
+        if type(arguments) is cls:
+            return arguments
         encoded = cls(arguments)
         encoded.wire = encode_arguments(arguments, rule_id=rule_id)
         return encoded
