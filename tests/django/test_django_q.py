@@ -283,3 +283,32 @@ def test_tasks_run_on_the_cluster_with_its_timeout(qcluster: Any) -> None:
     stopped = _task_result(slow.delay(10).uuid, time.monotonic() + 40)
     assert not stopped.success
     assert "TaskTimeoutError" in str(stopped.result)
+
+
+def test_the_enqueue_options_follow_the_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    from cachewire import DispatchContext
+    from cachewire.testing import override_settings
+    from cachewire_django import django_q
+
+    sent: list[tuple[str, dict[str, Any]]] = []
+
+    def async_task(function_path: str, body: str, *, q_options: dict[str, Any]) -> None:
+        sent.append((function_path, dict(q_options)))
+        q_options.clear()  # django-q takes items out of the dict: the next enqueue is unaffected
+
+    monkeypatch.setattr(django_q, "_async_task", lambda: async_task)
+    dispatcher = django_q.DjangoQDispatcher(group="rules")
+    context = DispatchContext()
+
+    def dispatch() -> None:
+        dispatcher.dispatch(rule_ids=["r"], rule_kwargs={"r": [{"x": 1}]}, context=context)
+
+    dispatch()
+    dispatch()
+    block = {"CLUSTER": "other", "TIMEOUT": 2.6, "FUNCTION_PATH": "app.run", "GROUP": "no"}
+    with override_settings(dispatcher_settings={"django_q": block}):
+        dispatch()
+    dispatch()
+    default = (django_q.DEFAULT_FUNCTION_PATH, {"group": "rules"})
+    changed = ("app.run", {"cluster": "other", "group": "rules", "timeout": 3})
+    assert sent == [default, default, changed, default]

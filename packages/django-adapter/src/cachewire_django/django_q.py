@@ -16,12 +16,13 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import functools
 import multiprocessing
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, ClassVar
 
-from cachewire import DispatchContext, Dispatcher, Option, run_work
+from cachewire import DispatchContext, Dispatcher, Option, Settings, get_settings, run_work
 from cachewire.dispatch import RuleKwargs
 from cachewire.errors import DispatcherUnavailableError
 from cachewire.wire import TaskMessage
@@ -30,6 +31,14 @@ __all__ = ["DEFAULT_FUNCTION_PATH", "DjangoQDispatcher", "run"]
 
 DEFAULT_FUNCTION_PATH = "cachewire_django.django_q.run"
 _NAME = "django_q"
+
+
+@functools.cache
+def _async_task() -> Callable[..., Any]:
+    """django-q's ``async_task``, imported once (on first use: it needs Django set up)."""
+    from django_q.tasks import async_task
+
+    return async_task
 
 
 def run(body: str) -> Any:
@@ -63,6 +72,10 @@ class DjangoQDispatcher(Dispatcher):
         "timeout": Option((int, float), None, "task timeout in seconds (default: the cluster's)"),
     }
 
+    def __init__(self, **config: Any) -> None:
+        super().__init__(**config)
+        self._resolved: tuple[Settings, tuple[str, dict[str, Any]]] | None = None
+
     def validate_config(self) -> None:
         try:
             import django_q  # noqa: F401
@@ -78,9 +91,8 @@ class DjangoQDispatcher(Dispatcher):
     _bridge_lock: ClassVar[threading.Lock] = threading.Lock()
 
     def _enqueue(self, body: str, timeout: float | None = None, cluster: str | None = None) -> None:
-        try:
-            asyncio.get_running_loop()
-        except RuntimeError:
+        # Not `get_running_loop`, which raises (a slow path) in sync code.
+        if asyncio._get_running_loop() is None:
             self._enqueue_here(body, timeout, cluster)
             return
         cls = type(self)
@@ -104,19 +116,32 @@ class DjangoQDispatcher(Dispatcher):
             bridge.shutdown(wait=True)
 
     def _enqueue_here(self, body: str, timeout: float | None, cluster: str | None) -> None:
-        from django_q.tasks import async_task
-
-        options: dict[str, Any] = {}
-        cluster = cluster if cluster is not None else self.option("cluster")
+        function_path, defaults = self._options()
+        options = dict(defaults)  # django-q takes items out of the dict it is given
         if cluster is not None:
             options["cluster"] = cluster
-        group = self.option("group")
-        if group is not None:
-            options["group"] = group
-        timeout = timeout if timeout is not None else self.option("timeout")
         if timeout is not None:
             options["timeout"] = max(1, round(timeout))
-        async_task(self.option("function_path"), body, q_options=options)
+        _async_task()(function_path, body, q_options=options)
+
+    def _options(self) -> tuple[str, dict[str, Any]]:
+        """The worker callable and the django-q options of this dispatcher's enqueues, looked
+        up once per settings snapshot (``DISPATCHER_SETTINGS`` may change, in tests)."""
+        settings = get_settings()
+        known = self._resolved
+        if known is not None and known[0] is settings:
+            return known[1]
+        options: dict[str, Any] = {}
+        for key in ("cluster", "group"):
+            value = self.option(key)
+            if value is not None:
+                options[key] = value
+        timeout = self.option("timeout")
+        if timeout is not None:
+            options["timeout"] = max(1, round(timeout))
+        resolved = (self.option("function_path"), options)
+        self._resolved = (settings, resolved)
+        return resolved
 
     def dispatch(
         self, *, rule_ids: Sequence[str], rule_kwargs: RuleKwargs, context: DispatchContext

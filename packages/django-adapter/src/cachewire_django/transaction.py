@@ -23,6 +23,7 @@ from django.db import transaction as db_transaction
 from cachewire import get_settings
 from cachewire.dispatch import dispatch_stats, dispatcher_class, resolve_raise_exception
 from cachewire.rules import ChangeBatch, Rule, work_identity
+from cachewire.wire import WireArguments
 
 __all__ = ["caller_loop", "identity", "submit"]
 
@@ -139,7 +140,9 @@ def _defer_to_commit(using: str, connection: Any, work: Work) -> None:
         db_transaction.on_commit(part.hook, using=using, robust=True)
         txn.hooks = connection.run_on_commit
     for rule, kwargs in work:
-        part.work.setdefault(identity(rule, kwargs), (rule, kwargs))
+        # Encoded once: the text is the identity here and travels as it is at the commit.
+        arguments = WireArguments.encode(kwargs, rule_id=rule.id)
+        part.work.setdefault((rule.id, arguments.wire), (rule, arguments))
 
 
 def submit(using: str, work: Work) -> None:

@@ -26,7 +26,11 @@ __all__ = ["DramatiqDispatcher"]
 
 logger = logging.getLogger("cachewire.dispatch")
 
-_NO_RETRY = RetryPolicy(max_attempts=1)
+
+def _no_broker() -> None:
+    return None
+
+
 #: The retry defaults are the core's, in Dramatiq's terms (retries after the first run, ms).
 _CORE_POLICY = RetryPolicy()
 
@@ -75,6 +79,8 @@ class DramatiqDispatcher(Dispatcher):
         self._declared: weakref.WeakKeyDictionary[dramatiq.Broker, set[str]] = (
             weakref.WeakKeyDictionary()
         )
+        # The broker the rules actor was last declared on (a dead reference until then).
+        self._rules_declared_on: Callable[[], dramatiq.Broker | None] = _no_broker
 
     def validate_config(self) -> None:
         queue = self.option("queue")
@@ -100,13 +106,23 @@ class DramatiqDispatcher(Dispatcher):
             known.add(queue)
         return broker
 
-    def dispatch(
-        self, *, rule_ids: Sequence[str], rule_kwargs: RuleKwargs, context: DispatchContext
-    ) -> None:
+    def _rules_broker(self) -> dramatiq.Broker:
+        """The global broker, with the rules actor declared on it."""
+        broker = dramatiq.get_broker()
+        if self._rules_declared_on() is broker:  # the commonest case, without the lookups
+            return broker
         queue = self.queue
         broker = self._broker_for(
             queue, lambda b: declare_rules_actor(b, actor_name=self.actor_name, queue=queue)
         )
+        self._rules_declared_on = weakref.ref(broker)
+        return broker
+
+    def dispatch(
+        self, *, rule_ids: Sequence[str], rule_kwargs: RuleKwargs, context: DispatchContext
+    ) -> None:
+        queue = self.queue
+        broker = self._rules_broker()
         message: dramatiq.Message[Any] = dramatiq.Message(
             queue_name=queue,
             actor_name=self.actor_name,
@@ -139,7 +155,13 @@ class DramatiqDispatcher(Dispatcher):
         self, broker: dramatiq.Broker, message: dramatiq.Message[Any], *, retry: bool
     ) -> None:
         """Enqueue, retrying within the retry policy when asked; `DispatchError` if it cannot."""
-        policy = self.retry_policy if retry else _NO_RETRY
+        if not retry:
+            try:
+                broker.enqueue(message)
+            except Exception as exc:
+                raise self._not_taken(broker, message, exc) from exc
+            return
+        policy = self.retry_policy
 
         def log_retry(attempt: int, error: BaseException, delay: float) -> None:
             logger.warning(
@@ -154,7 +176,13 @@ class DramatiqDispatcher(Dispatcher):
         try:
             policy.call(lambda: broker.enqueue(message), on_retry=log_retry)
         except Exception as exc:
-            raise DispatchError(
-                f"Dramatiq's {type(broker).__name__} did not take the message for actor "
-                f"{message.actor_name!r} on queue {message.queue_name!r}: {exc}"
-            ) from exc
+            raise self._not_taken(broker, message, exc) from exc
+
+    @staticmethod
+    def _not_taken(
+        broker: dramatiq.Broker, message: dramatiq.Message[Any], exc: Exception
+    ) -> DispatchError:
+        return DispatchError(
+            f"Dramatiq's {type(broker).__name__} did not take the message for actor "
+            f"{message.actor_name!r} on queue {message.queue_name!r}: {exc}"
+        )

@@ -73,11 +73,11 @@ class DispatchContext:
     def for_wire(self) -> dict[str, Any]:
         """The part of the context that can travel to a worker; ``raise`` (present only when
         True) makes the worker raise rule errors whatever its own settings say."""
-        wire: dict[str, Any] = {
-            key: value
-            for key, value in (("origin", self.origin), ("using", self.using))
-            if value is not None
-        }
+        wire: dict[str, Any] = {}
+        if self.origin is not None:
+            wire["origin"] = self.origin
+        if self.using is not None:
+            wire["using"] = self.using
         if self.raise_exception:
             wire["raise"] = True
         return wire
@@ -167,7 +167,8 @@ class Dispatcher(abc.ABC):
         return None if declared is None else declared.default
 
     def batch_key(self) -> tuple[Any, ...]:
-        """Rules whose dispatchers share this key may travel in one `dispatch` call."""
+        """Rules whose dispatchers share this key may travel in one `dispatch` call. Read once
+        per rule and settings snapshot: it must depend on the configuration only."""
         return (type(self), tuple(sorted((k, repr(v)) for k, v in self.config.items())))
 
     def encode_rules(

@@ -83,13 +83,13 @@ def run_rules(
 
     An error is logged and counted, and raised when the rule's error policy says so.
     """
-    for rule, kwargs, producer_raise in _invalidations(rule_ids, rule_kwargs, dispatcher_name):
-        try:
-            with strict_invalidations():
+    with strict_invalidations():
+        for rule, kwargs, producer_raise in _invalidations(rule_ids, rule_kwargs, dispatcher_name):
+            try:
                 rule.apply(kwargs)
-            dispatch_stats.bump("invalidations")
-        except Exception as exc:
-            _failed(rule, exc, dispatcher_name, producer_raise)
+                dispatch_stats.bump("invalidations")
+            except Exception as exc:
+                _failed(rule, exc, dispatcher_name, producer_raise)
 
 
 async def arun_rules(
@@ -99,10 +99,10 @@ async def arun_rules(
     dispatcher_name: str = "asyncio",
 ) -> None:
     """Async twin of `run_rules`, using the cached functions' ``ainvalidate``."""
-    for rule, kwargs, producer_raise in _invalidations(rule_ids, rule_kwargs, dispatcher_name):
-        try:
-            with strict_invalidations():
+    with strict_invalidations():
+        for rule, kwargs, producer_raise in _invalidations(rule_ids, rule_kwargs, dispatcher_name):
+            try:
                 await rule.aapply(kwargs)
-            dispatch_stats.bump("invalidations")
-        except Exception as exc:
-            _failed(rule, exc, dispatcher_name, producer_raise)
+                dispatch_stats.bump("invalidations")
+            except Exception as exc:
+                _failed(rule, exc, dispatcher_name, producer_raise)

@@ -96,13 +96,18 @@ class Rule:
     label: str = attrs.field(init=False)
     target: CachedTarget | None = attrs.field(init=False, default=None)
     _id: str | None = attrs.field(init=False, default=None, repr=False)
-    _dispatcher: tuple[Any, Any] | None = attrs.field(init=False, default=None, repr=False)
     _paths: tuple[tuple[str, str, tuple[str, ...]], ...] = attrs.field(
         init=False, default=(), repr=False
     )
     _watch: tuple[tuple[str, tuple[str, ...]], ...] = attrs.field(
         init=False, default=(), repr=False
     )
+    # (parameter, attribute) when every path is one attribute: read without walking.
+    _attributes: tuple[tuple[str, str], ...] | None = attrs.field(
+        init=False, default=None, repr=False
+    )
+    # Where this rule's work goes under one settings snapshot (see `cachewire.rules._changes`).
+    _route: Any = attrs.field(init=False, default=None, repr=False)
     _gated: bool = attrs.field(init=False, default=False, repr=False)
     _rewarm_plan: tuple[Any, Any] | None = attrs.field(init=False, default=None, repr=False)
 
@@ -118,6 +123,8 @@ class Rule:
         self._paths = tuple(
             (param, path, _split(path)) for param, path in self.field_mapping.items()
         )
+        if all(len(parts) == 1 for _, _, parts in self._paths):
+            self._attributes = tuple((param, parts[0]) for param, _, parts in self._paths)
         unknown = [event for event in self.events if event not in EVENTS]
         if unknown or not self.events:
             raise ConfigurationError(
@@ -237,6 +244,12 @@ class Rule:
 
     def kwargs_for(self, obj: Any) -> dict[str, Any]:
         """The function arguments that ``obj`` (an object, a mapping or `OldValues`) maps to."""
+        attributes = self._attributes
+        if attributes is not None and type(obj) is not OldValues and not isinstance(obj, Mapping):
+            try:
+                return {param: getattr(obj, name) for param, name in attributes}
+            except AttributeError:
+                pass  # read again below, which names what is missing
         kwargs: dict[str, Any] = {}
         try:
             for param, _path, parts in self._paths:
@@ -393,7 +406,8 @@ def _callable_name(function: Any) -> str:
 
 _lock = threading.Lock()
 _by_id: dict[str, Rule] = {}
-_by_model: dict[str, list[Rule]] = {}
+# Tuples replaced under the lock, never changed: readers need no lock and no copy.
+_by_model: dict[str, tuple[Rule, ...]] = {}
 _unknown_models: set[str] = set()
 
 
@@ -416,9 +430,11 @@ def _register(rule: Rule, _target_id: str) -> None:
                     f"two different rules have the id {rule_id!r}; give one of them another name="
                 )
             # The same declaration evaluated again (a module reload): the new one replaces it.
-            _by_model[existing.label].remove(existing)
+            _by_model[existing.label] = tuple(
+                known for known in _by_model[existing.label] if known is not existing
+            )
         _by_id[rule_id] = rule
-        _by_model.setdefault(rule.label, []).append(rule)
+        _by_model[rule.label] = (*_by_model.get(rule.label, ()), rule)
 
 
 def get_rule(rule_id: str) -> Rule | None:
@@ -434,7 +450,13 @@ def registered_rules() -> list[Rule]:
 
 def rules_for_model(model: Any) -> list[Rule]:
     """The rules registered for a model (class or label)."""
-    return list(_by_model.get(model_label(model), ()))
+    return list(rules_of(model))
+
+
+def rules_of(model: Any) -> tuple[Rule, ...]:
+    """`rules_for_model` without the copy (the hot path of `changed`)."""
+    label = model if type(model) is str and model else model_label(model)
+    return _by_model.get(label, ())
 
 
 def report_unknown_model(label: str) -> bool:

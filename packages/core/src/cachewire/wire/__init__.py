@@ -22,7 +22,13 @@ from cachewire.wire._portable import (
     to_portable,
     to_portable_arguments,
 )
-from cachewire.wire._rule_work import RuleWork, decode_rule_work, encode_rule_work
+from cachewire.wire._rule_work import (
+    RuleWork,
+    WireArguments,
+    decode_rule_work,
+    encode_arguments,
+    encode_rule_work,
+)
 from cachewire.wire._tags import decode_tagged
 from cachewire.wire._task_message import (
     DUPLICATE_POLICIES,
@@ -43,6 +49,7 @@ __all__ = [
     "Envelope",
     "RuleWork",
     "TaskMessage",
+    "WireArguments",
     "bounded_repr",
     "canonical_arguments",
     "decode_envelope",
@@ -50,6 +57,7 @@ __all__ = [
     "decode_tagged",
     "decode_value",
     "duplicate_key",
+    "encode_arguments",
     "encode_envelope",
     "encode_rule_work",
     "encode_value",

@@ -149,6 +149,7 @@ def to_portable(
     return run_encoder(_portable, value, where, error)
 
 
+_INT_LOW = -INT_LIMIT  # negated once, not on every check
 _JSON_LEAVES = frozenset({str, int, float, bool, type(None)})
 
 
@@ -158,7 +159,7 @@ def _leaf_as_is(value: Any) -> bool:
     if kind is str:
         return value.isascii()  # type: ignore[no-any-return]
     if kind is int:
-        return -INT_LIMIT < value < INT_LIMIT  # type: ignore[no-any-return]
+        return _INT_LOW < value < INT_LIMIT  # type: ignore[no-any-return]
     return kind is bool or value is None
 
 

@@ -2,21 +2,36 @@
 
 from __future__ import annotations
 
+import json
+import math
 from collections.abc import Mapping, Sequence
+from json.encoder import encode_basestring_ascii
 from typing import Any
 
 import attrs
 
 from cachewire.errors import PayloadError
-from cachewire.wire._envelope import Envelope, check_body, decode_envelope, encode_envelope
+from cachewire.wire._envelope import (
+    Envelope,
+    check_body,
+    decode_envelope,
+    envelope_around,
+)
 from cachewire.wire._portable import (
     from_portable_arguments,
     to_portable_arguments,
 )
-from cachewire.wire._values import bounded_repr
+from cachewire.wire._values import INT_LIMIT, bounded_repr
 
-__all__ = ["RuleWork", "decode_rule_work", "encode_rule_work"]
+__all__ = [
+    "RuleWork",
+    "WireArguments",
+    "decode_rule_work",
+    "encode_arguments",
+    "encode_rule_work",
+]
 
+_INT_LOW = -INT_LIMIT  # negated once, not on every check
 _REQUIRED = frozenset({"rule_ids", "rule_kwargs"})
 _OPTIONAL = frozenset({"context"})
 
@@ -31,8 +46,81 @@ class RuleWork:
     context: dict[str, Any] = attrs.field(factory=dict)
 
 
-def _encode_arguments(rule_id: str, kwargs: Mapping[str, Any]) -> dict[str, Any]:
-    return to_portable_arguments(kwargs, where=f"rule {rule_id!r} argument")
+# Sorted names: the text of equal argument sets is the same whatever order they were given in.
+_arguments_encoder = json.JSONEncoder(
+    allow_nan=False, separators=(",", ":"), check_circular=False, sort_keys=True
+)
+
+
+def _plain_text(arguments: Mapping[str, Any]) -> str | None:
+    """The JSON text (names sorted) of arguments that travel as they are, the commonest case,
+    written without the encoder: ASCII str names; ASCII str, bool, None, int within the limit or
+    finite float values. None when anything else is there (the portable form is needed)."""
+    names: Any = arguments
+    if len(arguments) > 1:
+        try:
+            names = sorted(arguments)
+        except TypeError:  # names that are not all str: refused on the other path
+            return None
+    items = []
+    for name in names:
+        if type(name) is not str or not name.isascii():
+            return None
+        value = arguments[name]
+        kind = type(value)
+        if kind is str:
+            if not value.isascii():
+                return None
+            text = encode_basestring_ascii(value)
+        elif kind is int:
+            if not _INT_LOW < value < INT_LIMIT:
+                return None
+            text = int.__repr__(value)
+        elif kind is bool:
+            text = "true" if value else "false"
+        elif value is None:
+            text = "null"
+        elif kind is float and math.isfinite(value):
+            text = float.__repr__(value)
+        else:
+            return None
+        items.append(f"{encode_basestring_ascii(name)}:{text}")
+    return "{" + ",".join(items) + "}"
+
+
+def encode_arguments(arguments: Mapping[str, Any], *, rule_id: str) -> str:
+    """The wire text of one argument set of rule ``rule_id`` (a JSON object, names sorted).
+
+    Equal texts stand for equal values of the same types (``1``, ``1.0`` and ``True`` differ), so
+    the text also tells identical invalidations apart. Raises `ValueNotPortableError` naming the
+    rule and argument when a value cannot travel.
+    """
+    if type(arguments) is WireArguments:
+        return arguments.wire
+    text = _plain_text(arguments)
+    if text is not None:
+        return text
+    portable = to_portable_arguments(arguments, where=f"rule {rule_id!r} argument")
+    return _arguments_encoder.encode(portable)
+
+
+class WireArguments(dict[str, Any]):
+    """An argument set together with its wire text, encoded once: `encode_rule_work` puts the
+    text in the message as it is. Build it with `WireArguments.encode`; do not change it after."""
+
+    __slots__ = ("wire",)
+
+    wire: str
+
+    @classmethod
+    def encode(cls, arguments: Mapping[str, Any], *, rule_id: str) -> WireArguments:
+        """``arguments`` with their wire text (as they are when they have it already); raises
+        like `encode_arguments`."""
+        if type(arguments) is cls:
+            return arguments
+        encoded = cls(arguments)
+        encoded.wire = encode_arguments(arguments, rule_id=rule_id)
+        return encoded
 
 
 def encode_rule_work(
@@ -42,21 +130,31 @@ def encode_rule_work(
 ) -> str:
     """Envelope text (kind ``"rules"``) for rule ids and their argument sets.
 
-    Raises `ValueNotPortableError` naming the rule and argument when a value cannot travel.
+    Argument sets given as `WireArguments` travel as their text. Raises `ValueNotPortableError`
+    naming the rule and argument when a value cannot travel.
     """
     ids = list(rule_ids)
     for rule_id in ids:
         if not isinstance(rule_id, str):
             raise PayloadError(f"rule ids must be str, got {bounded_repr(rule_id)}")
-    body = {
-        "rule_ids": ids,
-        "rule_kwargs": {
-            rule_id: [_encode_arguments(rule_id, kwargs) for kwargs in rule_kwargs.get(rule_id, ())]
-            for rule_id in ids
-        },
-        "context": to_portable_arguments(context or {}, where="context"),
-    }
-    return encode_envelope("rules", body)
+    # Each argument set is encoded once (`WireArguments` already are), then the body is put
+    # together as text.
+    by_rule = []
+    for rule_id in dict.fromkeys(ids):
+        texts = [
+            encode_arguments(kwargs, rule_id=rule_id) for kwargs in rule_kwargs.get(rule_id, ())
+        ]
+        by_rule.append(f"{encode_basestring_ascii(rule_id)}:[{','.join(texts)}]")
+    wire_context = (
+        _arguments_encoder.encode(to_portable_arguments(context, where="context"))
+        if context
+        else "{}"
+    )
+    body = (
+        f'{{"rule_ids":[{",".join(map(encode_basestring_ascii, ids))}],'
+        f'"rule_kwargs":{{{",".join(by_rule)}}},"context":{wire_context}}}'
+    )
+    return envelope_around("rules", body)
 
 
 def _decode_sets(rule_id: str, sets: Any) -> list[dict[str, Any]]:

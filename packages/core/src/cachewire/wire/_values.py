@@ -57,6 +57,7 @@ REPR_LIMIT = 200
 TAG = "__cw__"
 
 INT_LIMIT = 10**MAX_INT_DIGITS
+_INT_LOW = -INT_LIMIT  # negated once, not on every check
 DOCS = "see docs/values.md for the values that can travel"
 
 
@@ -189,7 +190,7 @@ def not_portable(value: Any) -> NoReturn:
 
 
 def check_int(value: int) -> int:
-    if not -INT_LIMIT < value < INT_LIMIT:
+    if not _INT_LOW < value < INT_LIMIT:
         refuse(value, f"has more than {MAX_INT_DIGITS} digits")
     return int.__int__(value)
 
