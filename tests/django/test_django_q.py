@@ -7,6 +7,8 @@ The conformance suite runs with django-q's broker and signing in a worker thread
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 import os
 import pydoc
 import subprocess
@@ -45,6 +47,7 @@ class InProcessWorker:
         self.brokers = [get_broker(), get_broker("contract")]
         self.stop = threading.Event()
         self.failures: list[str] = []
+        self.ran = 0  # tasks run, each counted once
         self._lock = threading.Lock()
         self._waiters: list[threading.Event] = []
         self.thread = threading.Thread(target=self._loop, name="django-q-test-worker")
@@ -74,6 +77,7 @@ class InProcessWorker:
                         pydoc.locate(task["func"])(*task["args"], **task["kwargs"])
                     except Exception as exc:
                         self.failures.append(repr(exc))
+                    self.ran += 1
                     broker.acknowledge(ack_id)
                 if tasks or any(b.queue_size() or b.lock_size() for b in self.brokers):
                     with self._lock:
@@ -210,11 +214,11 @@ async def test_a_broker_outage_never_breaks_a_save(
     await sync_to_async(_outage_story, thread_sensitive=True)(q_worker, monkeypatch)
 
 
-def _outage_story(q_worker: InProcessWorker, monkeypatch: pytest.MonkeyPatch) -> None:
-    from django.test import override_settings
+@contextlib.contextmanager
+def broker_through_a_proxy(monkeypatch: pytest.MonkeyPatch) -> Iterator[TcpProxy]:
+    """This thread's producer reaches the ORM broker (the ``qbroker`` alias, a mirror of ``pg``)
+    through a proxy the test cuts; the worker thread and the data connect directly."""
     from django_q.conf import Conf
-    from testapp.cachewire import CALLS, board
-    from testapp.models import Ticket
 
     broker_db = connections["qbroker"]
     mirrored = broker_db.settings_dict  # the pg alias's own dict: replaced, never changed
@@ -223,6 +227,19 @@ def _outage_story(q_worker: InProcessWorker, monkeypatch: pytest.MonkeyPatch) ->
     broker_db.settings_dict = {**mirrored, "PORT": str(proxy.port)}
     monkeypatch.setattr(Conf, "ORM", "qbroker")
     try:
+        yield proxy
+    finally:
+        proxy.close()
+        broker_db.close()
+        broker_db.settings_dict = mirrored
+
+
+def _outage_story(q_worker: InProcessWorker, monkeypatch: pytest.MonkeyPatch) -> None:
+    from django.test import override_settings
+    from testapp.cachewire import CALLS, board
+    from testapp.models import Ticket
+
+    with broker_through_a_proxy(monkeypatch) as proxy:
         ticket = Ticket.objects.using("pg").create(board_id=41)
         q_worker_idle(q_worker)
         CALLS.clear()
@@ -247,10 +264,76 @@ def _outage_story(q_worker: InProcessWorker, monkeypatch: pytest.MonkeyPatch) ->
         q_worker_idle(q_worker)
         board(41)
         assert CALLS == {"board": 3}  # through the queue again
-    finally:
-        proxy.close()
-        broker_db.close()
-        broker_db.settings_dict = mirrored
+
+
+class RetryLogged(logging.Handler):
+    """Set when the dispatcher logs that it will try the broker again."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen = threading.Event()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if "retrying" in record.getMessage():
+            self.seen.set()
+
+
+@pytest.fixture
+def retry_logged() -> Iterator[RetryLogged]:
+    handler = RetryLogged()
+    logger = logging.getLogger("cachewire.django_q")
+    logger.addHandler(handler)
+    yield handler
+    logger.removeHandler(handler)
+
+
+@pytest.mark.timeout(60)
+@transactional("default", "pg", "qbroker")
+def test_with_the_raise_policy_a_change_during_an_outage_is_enqueued_once_the_broker_is_back(
+    q_worker: InProcessWorker,
+    django_redis: str,
+    monkeypatch: pytest.MonkeyPatch,
+    retry_logged: RetryLogged,
+) -> None:
+    from django.test import override_settings
+    from testapp.cachewire import CALLS, board
+    from testapp.models import Ticket
+
+    raising = {
+        "DEFAULT_DISPATCHER": "recording",
+        "DISPATCHER_SETTINGS": {
+            "django_q": {
+                # A queue only the in-process worker reads (not a qcluster another test left).
+                "CLUSTER": "contract",
+                "RAISE_EXCEPTION": True,
+                "RETRY": {"max_attempts": 500, "base_delay": 0.02, "max_delay": 0.1},
+            }
+        },
+    }
+    with broker_through_a_proxy(monkeypatch) as proxy, override_settings(CACHEWIRE=raising):
+        ticket = Ticket.objects.using("pg").create(board_id=42)
+        q_worker_idle(q_worker)
+        CALLS.clear()
+        board(42)
+        before = dispatch_stats.snapshot()
+        ran = q_worker.ran
+        proxy.cut()
+        # The broker comes back once the dispatcher has failed to reach it and said it retries.
+        restorer = threading.Thread(target=lambda: retry_logged.seen.wait(20) and proxy.restore())
+        restorer.start()
+        ticket.title = "saved while the broker is down"
+        ticket.save()  # retries the enqueue until the broker is back; no error
+        restorer.join(20)
+        assert retry_logged.seen.is_set()
+        after = dispatch_stats.snapshot()
+        assert after["dispatch_errors"] == before["dispatch_errors"]
+        assert after["dispatched"] == before["dispatched"] + 1
+        assert Ticket.objects.using("pg").get().title == "saved while the broker is down"
+        q_worker_idle(q_worker)
+        assert q_worker.ran == ran + 1  # enqueued once, run once
+        assert q_worker.failures == []
+        board(42)
+        assert CALLS == {"board": 2}  # invalidated through the queue
 
 
 def q_worker_idle(worker: InProcessWorker) -> None:

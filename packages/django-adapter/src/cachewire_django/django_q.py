@@ -17,20 +17,30 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import functools
+import logging
 import multiprocessing
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ClassVar
 
-from cachewire import DispatchContext, Dispatcher, Option, Settings, get_settings, run_work
+from cachewire import (
+    DispatchContext,
+    Dispatcher,
+    Option,
+    RetryPolicy,
+    Settings,
+    get_settings,
+    run_work,
+)
 from cachewire.dispatch import RuleKwargs
-from cachewire.errors import DispatcherUnavailableError
+from cachewire.errors import ConfigurationError, DispatcherUnavailableError
 from cachewire.wire import TaskMessage
 
 __all__ = ["DEFAULT_FUNCTION_PATH", "DjangoQDispatcher", "run"]
 
 DEFAULT_FUNCTION_PATH = "cachewire_django.django_q.run"
 _NAME = "django_q"
+logger = logging.getLogger("cachewire.django_q")
 
 
 @functools.cache
@@ -70,6 +80,9 @@ class DjangoQDispatcher(Dispatcher):
         "group": Option(str, None, "the django-q task group (shown in the admin)"),
         "function_path": Option(str, DEFAULT_FUNCTION_PATH, "the worker callable"),
         "timeout": Option((int, float), None, "task timeout in seconds (default: the cluster's)"),
+        "retry": Option(
+            (RetryPolicy, Mapping), None, "backoff of enqueue retries under the raise policy"
+        ),
     }
 
     def __init__(self, **config: Any) -> None:
@@ -84,16 +97,38 @@ class DjangoQDispatcher(Dispatcher):
                 "the 'django_q' dispatcher needs django-q2: "
                 "pip install 'cachewire-django[django-q]'"
             ) from exc
+        self.retry_policy()  # a bad mapping of RetryPolicy arguments fails here, not at a change
+
+    def retry_policy(self) -> RetryPolicy:
+        """The ``retry`` option as a `RetryPolicy` (the default policy when unset)."""
+        policy = self.option("retry")
+        if policy is None:
+            return RetryPolicy()
+        if isinstance(policy, RetryPolicy):
+            return policy
+        try:
+            return RetryPolicy(**policy)
+        except TypeError as exc:
+            raise ConfigurationError(
+                f"the 'django_q' dispatcher's retry option {policy!r} is not RetryPolicy "
+                f"arguments: {exc}"
+            ) from exc
 
     #: One thread for enqueues made from async code (Django refuses ORM calls on an event loop);
     #: it keeps one database connection instead of opening one per call.
     _async_bridge: ClassVar[concurrent.futures.ThreadPoolExecutor | None] = None
     _bridge_lock: ClassVar[threading.Lock] = threading.Lock()
 
-    def _enqueue(self, body: str, timeout: float | None = None, cluster: str | None = None) -> None:
+    def _enqueue(
+        self,
+        body: str,
+        timeout: float | None = None,
+        cluster: str | None = None,
+        policy: RetryPolicy | None = None,
+    ) -> None:
         # Not `get_running_loop`, which raises (a slow path) in sync code.
         if asyncio._get_running_loop() is None:
-            self._enqueue_here(body, timeout, cluster)
+            self._enqueue_here(body, timeout, cluster, policy)
             return
         cls = type(self)
         with cls._bridge_lock:
@@ -102,7 +137,7 @@ class DjangoQDispatcher(Dispatcher):
                     max_workers=1, thread_name_prefix="cachewire-django-q"
                 )
         # Waited for, so a failing enqueue reaches the error policy like a sync one.
-        cls._async_bridge.submit(self._enqueue_here, body, timeout, cluster).result()
+        cls._async_bridge.submit(self._enqueue_here, body, timeout, cluster, policy).result()
 
     @classmethod
     def close(cls) -> None:
@@ -115,14 +150,41 @@ class DjangoQDispatcher(Dispatcher):
             bridge.submit(connections.close_all).result()
             bridge.shutdown(wait=True)
 
-    def _enqueue_here(self, body: str, timeout: float | None, cluster: str | None) -> None:
+    def _enqueue_here(
+        self,
+        body: str,
+        timeout: float | None,
+        cluster: str | None,
+        policy: RetryPolicy | None,
+    ) -> None:
         function_path, defaults = self._options()
         options = dict(defaults)  # django-q takes items out of the dict it is given
         if cluster is not None:
             options["cluster"] = cluster
         if timeout is not None:
             options["timeout"] = max(1, round(timeout))
-        _async_task()(function_path, body, q_options=options)
+        async_task = _async_task()
+        if policy is None:
+            async_task(function_path, body, q_options=options)
+            return
+        from django.db import InterfaceError, OperationalError
+
+        def retrying(failures: int, exc: BaseException, delay: float) -> None:
+            logger.warning(
+                "django_q dispatcher: the broker is unreachable (failure %d: %s), retrying in "
+                "%.2fs",
+                failures,
+                exc,
+                delay,
+            )
+
+        # django-q's ORM broker closes a connection that failed before its next use, so each
+        # attempt connects afresh; django-q takes items out of the options, so each gets a copy.
+        policy.call(
+            lambda: async_task(function_path, body, q_options=dict(options)),
+            retry_on=(OperationalError, InterfaceError),
+            on_retry=retrying,
+        )
 
     def _options(self) -> tuple[str, dict[str, Any]]:
         """The worker callable and the django-q options of this dispatcher's enqueues, looked
@@ -146,7 +208,8 @@ class DjangoQDispatcher(Dispatcher):
     def dispatch(
         self, *, rule_ids: Sequence[str], rule_kwargs: RuleKwargs, context: DispatchContext
     ) -> None:
-        self._enqueue(self.encode_rules(rule_ids, rule_kwargs, context))
+        policy = self.retry_policy() if context.raise_exception else None
+        self._enqueue(self.encode_rules(rule_ids, rule_kwargs, context), policy=policy)
 
     def submit_task(self, message: TaskMessage) -> None:
         """A task's ``queue`` names the cluster (django-q's queue) it is enqueued on."""

@@ -1,8 +1,12 @@
 """What every stampede-safe adapter does the same way, whatever it stores values in.
 
 Re-entry detection (a creator asking for its own key), the creator's accounting, XFetch early
-refresh, TTL jitter, and a table of the computations (or reads) in flight per key that an
-invalidation detaches, so that callers arriving after it start afresh.
+refresh, TTL jitter, the backoff of a caller waiting for another process's lease, a table of the
+computations (or reads) in flight per key that an invalidation detaches, so that callers arriving
+after it start afresh, and `StepRun`, which lets an adapter write each operation once as a
+generator of the I/O it needs and drive it from its async adapter and its blocking twin alike.
+
+These names are public in `cachewire.cache` for adapters built outside the core.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ import math
 import random
 import threading
 import time
-from collections.abc import Callable, Collection, Iterator
+from collections.abc import Callable, Collection, Generator, Iterator
 from typing import Any, Generic, Protocol, TypeVar
 
 from cachewire.cache._stats import CacheStats
@@ -24,6 +28,9 @@ __all__ = [
     "COMPUTING",
     "CreatorRun",
     "FlightTable",
+    "StepRun",
+    "Steps",
+    "backoff",
     "call_creator",
     "check_reentry",
     "check_refresh_options",
@@ -204,3 +211,53 @@ class FlightTable(Generic[F]):
 
     def __iter__(self) -> Iterator[F]:
         return iter(list(self.by_key.values()))
+
+
+def backoff(attempt: int, first: float, longest: float) -> float:
+    """The pause before looking again: ``first`` doubling up to ``longest``, jittered down by up
+    to half so waiters of one lease do not look all at once."""
+    return float(min(first * 2 ** min(attempt, 30), longest)) * (0.5 + random.random() / 2)
+
+
+#: An operation written once: a generator that yields the I/O it needs and receives its outcome.
+Steps = Generator[Any, Any, Any]
+
+
+class StepRun:
+    """Runs steps for a driver: iterate for the next step, hand back its outcome with `reply`
+    or `fail`; once the iteration ends, `value` holds what the steps returned (or they raised).
+
+    A driver is the whole of what differs between an async adapter and its blocking twin::
+
+        run = StepRun(steps)
+        for step in run:
+            try:
+                run.reply(await perform(step))   # or a blocking perform(step)
+            except BaseException as exc:
+                run.fail(exc)                    # raised inside the steps, where they stand
+        return run.value
+    """
+
+    __slots__ = ("_error", "_reply", "_steps", "value")
+
+    def __init__(self, steps: Steps) -> None:
+        self._steps = steps
+        self._reply: Any = None
+        self._error: BaseException | None = None
+        self.value: Any = None
+
+    def __iter__(self) -> Iterator[Any]:
+        while True:
+            reply, error, self._reply, self._error = self._reply, self._error, None, None
+            try:
+                step = self._steps.send(reply) if error is None else self._steps.throw(error)
+            except StopIteration as done:
+                self.value = done.value
+                return
+            yield step
+
+    def reply(self, value: Any) -> None:
+        self._reply = value
+
+    def fail(self, error: BaseException) -> None:
+        self._error = error

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import random
-from collections.abc import Generator, Iterator
 from typing import Any
 
 import attrs
 
 from cachewire.cache._base import Creator
+from cachewire.cache._flight import StepRun as Run
+from cachewire.cache._flight import Steps, backoff
 from cachewire.cache._redis._record import Read, Script
 
 __all__ = [
@@ -38,12 +38,6 @@ class Pause:
 
     lock_key: str
     attempt: int
-
-
-def backoff(attempt: int, first: float, longest: float) -> float:
-    """The pause before looking again: ``first`` doubling up to ``longest``, jittered down by up
-    to half so waiters of one lease do not look all at once."""
-    return float(min(first * 2 ** min(attempt, 30), longest)) * (0.5 + random.random() / 2)
 
 
 @attrs.frozen
@@ -82,36 +76,3 @@ class Refresh:
     call: Call
     token: str
     read: Read
-
-
-Steps = Generator[Any, Any, Any]
-
-
-class Run:
-    """Runs steps for a driver: iterate for the next step, hand back its outcome with `reply`
-    or `fail`; once the iteration ends, `value` holds what the steps returned (or they raised).
-    """
-
-    __slots__ = ("_error", "_reply", "_steps", "value")
-
-    def __init__(self, steps: Steps) -> None:
-        self._steps = steps
-        self._reply: Any = None
-        self._error: BaseException | None = None
-        self.value: Any = None
-
-    def __iter__(self) -> Iterator[Any]:
-        while True:
-            reply, error, self._reply, self._error = self._reply, self._error, None, None
-            try:
-                step = self._steps.send(reply) if error is None else self._steps.throw(error)
-            except StopIteration as done:
-                self.value = done.value
-                return
-            yield step
-
-    def reply(self, value: Any) -> None:
-        self._reply = value
-
-    def fail(self, error: BaseException) -> None:
-        self._error = error
