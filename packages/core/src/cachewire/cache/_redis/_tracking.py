@@ -90,9 +90,11 @@ class LocalTagVersions:
         self._owner = os.getpid()
         #: The tracking connection's client id (for CLIENT KILL in tests), else None.
         self.client_id: int | None = None
-        #: Connections that subscribed, messages applied, tag versions dropped by them, and
-        #: times the whole copy was dropped (disconnection, FLUSHDB, fork, close).
+        #: Connections that subscribed, tagged reads that fetched their versions from Redis,
+        #: messages applied, tag versions dropped by them, and times the whole copy was dropped
+        #: (disconnection, FLUSHDB, fork, close).
         self.connections = 0
+        self.fetches = 0
         self.messages = 0
         self.dropped = 0
         self.resets = 0
@@ -138,6 +140,7 @@ class LocalTagVersions:
     def begin_fill(self, tag_keys: Sequence[str]) -> object | None:
         """Before reading ``tag_keys``' versions from Redis: a mark to give `end_fill`, or None
         while the copy is not trusted (the reader is started if this process has none)."""
+        self.fetches += 1
         if self._poller is None:
             self.start()
             return None
@@ -221,6 +224,7 @@ class LocalTagVersions:
             "tracking": self.trusted,
             "tags": len(self.versions),
             "connections": self.connections,
+            "fetches": self.fetches,
             "messages": self.messages,
             "dropped": self.dropped,
             "resets": self.resets,
