@@ -220,6 +220,17 @@ async def test_a_fill_overtaken_by_an_invalidation_is_not_kept(
     assert tag_key not in local.versions
 
 
+async def test_the_copy_is_bounded(cache: RedisCacheAdapter) -> None:
+    local = await asyncio.to_thread(settle, cache)
+    local.MAX_TAGS = 2
+    for index in range(5):
+        await cache.set(f"k{index}", index, 60, tags=[f"t{index}"])
+    await asyncio.to_thread(settle, cache)
+    for index in range(5):
+        assert await cache.get(f"k{index}", tags=[f"t{index}"]) == index
+        assert 1 <= len(local.versions) <= 2
+
+
 async def test_flushdb_empties_the_copy(private_redis: Any) -> None:
     cache = RedisCacheAdapter(private_redis.url, namespace="flush", local_tag_versions=True)
     client = redis.Redis.from_url(private_redis.url)

@@ -67,7 +67,7 @@ class LocalTagVersions:
     #: The first pause before connecting again, and the longest (it doubles in between).
     RECONNECT_FIRST = 0.05
     RECONNECT_MAX = 2.0
-    #: The most tag versions kept; the oldest is dropped beyond.
+    #: The most tag versions kept; beyond, the copy starts over.
     MAX_TAGS = 100_000
 
     def __init__(self, connect: Callable[[], Any], prefix: str, *, where: str) -> None:
@@ -166,8 +166,8 @@ class LocalTagVersions:
                 version = found[index] if index < len(found) else None
                 if version is None or self._poller is None:
                     continue
-                if key not in versions and len(versions) >= self.MAX_TAGS:
-                    del versions[next(iter(versions))]
+                if len(versions) >= self.MAX_TAGS:
+                    versions.clear()  # starts over: cheaper than keeping an order of use
                 versions[key] = version
 
     def drop(self, tag_keys: Sequence[str]) -> None:
@@ -208,6 +208,9 @@ class LocalTagVersions:
         """In a forked child: the parent's copy, thread and socket are not this process's."""
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
+        closed, self._closed = self._closed.is_set(), threading.Event()
+        if closed:
+            self._closed.set()
         self._poller, self._sock, self._thread, self.client_id = None, None, None, None
         self._busy = True
         self.versions, self._fills = {}, {}
