@@ -329,6 +329,10 @@ async def round_trips(url: str, counter: CommandCounter, n: int) -> list[tuple[s
     return rows
 
 
+#: Seconds spawned worker processes may take to start, connect and warm up.
+STARTUP_LIMIT = 600
+
+
 class Workers:
     """Spawned processes that each run ``callers`` callers of the key ``slow`` together.
 
@@ -350,7 +354,9 @@ class Workers:
 
     def ready(self) -> None:
         self._begin.set()
-        self._ready.wait(timeout=120)
+        # Spawned processes import the whole stack: on a loaded machine that alone has taken
+        # over two minutes.
+        self._ready.wait(timeout=STARTUP_LIMIT)
 
     def go(self) -> None:
         self._go.set()
@@ -392,8 +398,8 @@ async def worker_calls(
     peer = PEERS[label](url)
     client = await call_counter(url, callers)
     await warm(peer, callers)
-    ready.wait(timeout=120)
-    go.wait(timeout=120)
+    ready.wait(timeout=STARTUP_LIMIT)
+    go.wait(timeout=STARTUP_LIMIT)
     result = await run_callers(peer, callers, counted_creator(client, seconds), seconds * 5 + 10)
     await peer.aclose()
     await client.aclose()
