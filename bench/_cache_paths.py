@@ -213,12 +213,16 @@ RED_SYNC_TTL = "cachewire Redis .sync.get_or_create hit, explicit TTL"
 RED_AIO_SHIPPED = "aiocache @cached RedisCache as shipped (5 s operation timeout)"
 RED_AIO_TUNED = "aiocache @cached RedisCache (timeout=None)"
 RED_DOGPILE = "dogpile cache_on_arguments, redis backend (pickle)"
+RED_NEAR = "cachewire @cached async hit on Redis, local_tag_versions=True (one GET)"
+RED_SYNC_NEAR = "cachewire @cached sync hit on Redis, local_tag_versions=True (one GET)"
+RED_NEAR_TAGGED = "cachewire Redis hit, entry with two tags, local_tag_versions=True"
 
 
 async def redis_paths(
     url: str, prefix: str, per_round: int, rounds: int
-) -> tuple[list[list[str]], list[list[str]]]:
-    """(latency rows, ratio rows) of every Redis hit path; keys all start with ``prefix``."""
+) -> tuple[list[list[str]], list[list[str]], dict[str, Any]]:
+    """(latency rows, ratio rows, the local tag versions' counters) of every Redis hit path; keys
+    all start with ``prefix``."""
     from urllib.parse import urlsplit
 
     import aiocache
@@ -233,6 +237,7 @@ async def redis_paths(
     raw_sync = redis.Redis.from_url(url)
     await raw.set(f"{prefix}:raw", encoded)
     cache = RedisCacheAdapter(url, namespace=f"{prefix}-ours")
+    near = RedisCacheAdapter(url, namespace=f"{prefix}-near", local_tag_versions=True)
 
     async def plain_async(user_id: int, page: int = 1) -> dict[str, Any]:
         return VALUE
@@ -244,6 +249,10 @@ async def redis_paths(
         plain_async
     )
     ours_sync = cached(cache=cache, ttl=300, partition=("user_id",), name="bench.red.s")(plain_sync)
+    near_async = cached(cache=near, ttl=300, partition=("user_id",), name="bench.near.a")(
+        plain_async
+    )
+    near_sync = cached(cache=near, ttl=300, partition=("user_id",), name="bench.near.s")(plain_sync)
     aio_options = {
         "cache": aiocache.Cache.REDIS,
         "endpoint": parts.hostname,
@@ -284,6 +293,7 @@ async def redis_paths(
 
     await cache.set("k", VALUE, 300)
     await cache.set("kt", VALUE, 300, tags=tags)
+    await near.set("kt", VALUE, 300, tags=tags)
     await cashews.set(f"{prefix}:cashews", VALUE, expire=300)
     base_ttl = 300.0
     ops = [
@@ -302,6 +312,12 @@ async def redis_paths(
         Op(RED_COMPUTED, twice(lambda: cache.get_or_create("k", creator, base_ttl * 1.0)), True),
         Op(RED_GET, twice(lambda: cache.get("k")), True),
         Op(RED_TAGGED, twice(lambda: cache.get_or_create("kt", creator, 300, tags=tags)), True),
+        Op(RED_NEAR, twice(lambda: near_async(7, page=1)), True),
+        Op(
+            RED_NEAR_TAGGED,
+            twice(lambda: near.get_or_create("kt", creator, 300, tags=tags)),
+            True,
+        ),
         Op(RED_AIO_SHIPPED, twice(lambda: aio_shipped(7, page=1)), True),
         Op(RED_AIO_TUNED, twice(lambda: aio_tuned(7, page=1)), True),
         Op(
@@ -315,12 +331,14 @@ async def redis_paths(
         Op(RED_SYNC_TTL, twice(lambda: cache.sync.get_or_create("k", plain_sync, 300)), False),
         Op(RED_SYNC_CACHED, twice(lambda: ours_sync(7, page=1)), False),
         Op(RED_DOGPILE, twice(lambda: dogpile(7, 1)), False),
+        Op(RED_SYNC_NEAR, twice(lambda: near_sync(7, page=1)), False),
     ]
     for op in ops:  # fill every cache once
         for site in op.sites:
             result = site()
             if op.is_async:
                 await result
+    await asyncio.to_thread(settle_local_versions, near)
     samples = await alternate(ops, per_round, rounds)
     compares = [
         Compare(RED_CACHED, (RED_FLOOR,), 1.1),
@@ -340,15 +358,40 @@ async def redis_paths(
         Compare(RED_AIO_SHIPPED, (RED_CACHED,)),
         Compare(RED_AIO_TUNED, (RED_CACHED,)),
         Compare(RED_DOGPILE, (RED_SYNC_CACHED,)),
+        Compare(RED_NEAR, (RED_FLOOR,), 1.1),
+        Compare(RED_SYNC_NEAR, (RED_SYNC_FLOOR,), 1.1),
+        Compare(RED_NEAR_TAGGED, (RED_HIT,), 1.1),
+        Compare(RED_NEAR, (RED_CACHED,)),
+        Compare(RED_SYNC_NEAR, (RED_SYNC_CACHED,)),
     ]
     await aio_shipped.cache.close()
     await aio_tuned.cache.close()
     await taskiq._redis.aclose()  # taskiq-flow offers no close()
     await cashews.close()
     await cache.aclose()
+    report = near.get_stats()["local_tag_versions"]
+    await near.aclose()
     await raw.aclose()
     raw_sync.close()
-    return latency_rows(samples, 1), compare_rows(samples, compares)
+    return latency_rows(samples, 1), compare_rows(samples, compares), report
+
+
+def settle_local_versions(cache: RedisCacheAdapter) -> None:
+    """Wait until ``cache``'s tracking connection is up and has applied every change so far (the
+    fills above wrote tag keys, whose invalidations arrive after them): a change of a key under
+    the tag prefix is sent after those, so once it is applied, they were."""
+    local = cache._tag_versions
+    client = cache._sync_client
+    assert local is not None
+    assert client is not None
+    local.start()
+    if not local.wait_for(lambda: local.trusted, 30):
+        raise RuntimeError("the tag version tracking connection did not come up")
+    sentinel = cache.core.tag_key("~settle")
+    local.versions[sentinel] = b"0"
+    client.incr(sentinel)
+    if not local.wait_for(lambda: sentinel not in local.versions, 30):
+        raise RuntimeError("the tag version tracking connection did not report a change")
 
 
 # ---------------------------------------------------------------------------- large values

@@ -17,17 +17,32 @@ pytestmark = pytest.mark.redis
 
 
 class TestRedisContract(CacheAdapterContract):
+    """The contract, with tag versions read from Redis on every hit and kept in the process."""
+
+    @pytest.fixture(params=[False, True], ids=["fetched-versions", "local-tag-versions"])
+    def local_tag_versions(self, request: pytest.FixtureRequest) -> bool:
+        return bool(request.param)
+
     @pytest.fixture
-    async def adapter(self, redis_db_url: str) -> AsyncIterator[RedisCacheAdapter]:
-        cache = RedisCacheAdapter(redis_db_url, namespace="contract")
+    async def adapter(
+        self, redis_db_url: str, local_tag_versions: bool
+    ) -> AsyncIterator[RedisCacheAdapter]:
+        cache = RedisCacheAdapter(
+            redis_db_url, namespace="contract", local_tag_versions=local_tag_versions
+        )
         yield cache
         await cache.aclose()
 
     @pytest.fixture
     async def stale_setup(
-        self, redis_db_url: str
+        self, redis_db_url: str, local_tag_versions: bool
     ) -> AsyncIterator[tuple[RedisCacheAdapter, Callable[[str], None]]]:
-        cache = RedisCacheAdapter(redis_db_url, namespace="contract-stale", stale_ttl=3600)
+        cache = RedisCacheAdapter(
+            redis_db_url,
+            namespace="contract-stale",
+            stale_ttl=3600,
+            local_tag_versions=local_tag_versions,
+        )
         client = redis.Redis.from_url(redis_db_url)
 
         def expire(key: str) -> None:

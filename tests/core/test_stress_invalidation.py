@@ -33,9 +33,13 @@ def _check(records: Records) -> None:
     assert len(records.reads) > 100 and len(records.invalidations) > 30, describe(records, [])
 
 
-@pytest.fixture
-async def redis_cache(redis_db_url: str) -> AsyncIterator[RedisCacheAdapter]:
-    cache = RedisCacheAdapter(redis_db_url, namespace="stress")
+@pytest.fixture(params=[False, True], ids=["fetched-versions", "local-tag-versions"])
+async def redis_cache(
+    redis_db_url: str, request: pytest.FixtureRequest
+) -> AsyncIterator[RedisCacheAdapter]:
+    cache = RedisCacheAdapter(
+        redis_db_url, namespace="stress", local_tag_versions=bool(request.param)
+    )
     yield cache
     await cache.aclose()
 
@@ -74,13 +78,23 @@ async def test_redis_asyncio_and_threads_read_their_invalidations(
 
 @pytest.mark.redis
 @pytest.mark.timeout(180)
-def test_redis_across_processes_reads_its_invalidations(redis_db_url: str) -> None:
+@pytest.mark.parametrize("local_tag_versions", [False, True])
+def test_redis_across_processes_reads_its_invalidations(
+    redis_db_url: str, local_tag_versions: bool
+) -> None:
+    # With local tag versions, another process's bump is seen through Redis's invalidation
+    # message, which the server sends before it answers any later read.
     context = multiprocessing.get_context("spawn")
+    options = {"local_tag_versions": local_tag_versions}
     with context.Manager() as manager:
         start = manager.Event()
         with context.Pool(3) as pool:
             pending = [
-                pool.apply_async(redis_process, (redis_db_url, "xstress", start, seed, 600, 4, 2))
+                pool.apply_async(
+                    redis_process,
+                    (redis_db_url, "xstress", start, seed, 600, 4, 2),
+                    {"options": options},
+                )
                 for seed in range(3)
             ]
             start.set()

@@ -315,17 +315,25 @@ class RedisTruth:
 
 
 def redis_process(
-    url: str, namespace: str, start: Any, seed: int, operations: int, keys: int, partitions: int
+    url: str,
+    namespace: str,
+    start: Any,
+    seed: int,
+    operations: int,
+    keys: int,
+    partitions: int,
+    *,
+    options: dict[str, Any] | None = None,
 ) -> Records:
     """One process of a cross-process run on Redis: asyncio callers and blocking threads at once.
 
     Importable, so ``multiprocessing`` with the spawn method can run it; ``start`` is an event
-    every process waits for, so they begin together.
+    every process waits for, so they begin together. ``options`` go to `RedisCacheAdapter`.
     """
     from cachewire.cache import RedisCacheAdapter
 
     async def main() -> Records:
-        cache = RedisCacheAdapter(url, namespace=namespace)
+        cache = RedisCacheAdapter(url, namespace=namespace, **(options or {}))
         truth = RedisTruth(url, namespace)
         where = f"process {seed}"
         try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, cast
 
 import attrs
@@ -10,7 +11,7 @@ import redis.asyncio as aioredis
 
 from cachewire.errors import ConfigurationError
 
-__all__ = ["Clients", "connect"]
+__all__ = ["Clients", "connect", "tracking_connection"]
 
 
 @attrs.frozen
@@ -57,3 +58,21 @@ def connect(
         kwargs: dict[str, Any] = built.get_connection_kwargs()  # type: ignore[no-untyped-call]
         where = f"{kwargs.get('host', '?')}:{kwargs.get('port', '?')}"
     return Clients(built, sync_client, where)
+
+
+def tracking_connection(client: redis.Redis) -> Callable[[], Any]:
+    """Makes a connection to ``client``'s server, outside its pool, speaking RESP2 (so the
+    invalidation messages arrive as pub/sub messages on it)."""
+    pool = client.connection_pool
+    options = {
+        name: value
+        for name, value in pool.connection_kwargs.items()
+        if not name.startswith("maint_notifications")  # RESP3 only, and not for a subscriber
+    }
+    options["protocol"] = 2
+    connection_class = pool.connection_class
+
+    def make() -> Any:
+        return connection_class(**options)
+
+    return make

@@ -67,6 +67,7 @@ _CODEC_ID = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 # Hits repeat their keys and tags, and escaping one costs more than the rest of a hit's Python
 # work: the escaped forms of recent ones are kept.
 _escaped = functools.lru_cache(maxsize=4096)(escape)
+_REMEMBERED_TAG_SETS = 4096
 
 
 class RedisCore:
@@ -118,6 +119,8 @@ class RedisCore:
             threshold=breaker_threshold,
             cool_down=breaker_cool_down,
         )
+        self.tag_prefix = f"{self.ns}:t:"
+        self._tag_keys: dict[tuple[str, ...], tuple[str, ...]] = {}
         self._last_ttl: tuple[Any, tuple[float | None, int]] = (object(), (None, -1))
         self._token_base = secrets.token_hex(6)
         self._tokens = itertools.count()
@@ -139,11 +142,26 @@ class RedisCore:
     def tag_key(self, tag: str) -> str:
         return f"{self.ns}:t:{_escaped(tag)}"
 
+    def tag_keys(self, tags: Sequence[str]) -> Sequence[str]:
+        """The Redis names of ``tags``; remembered per tuple (a cached function passes the same
+        tuple on every call of a partition)."""
+        try:
+            return self._tag_keys[tags]  # type: ignore[index]
+        except KeyError:
+            pass
+        except TypeError:  # a list
+            return [self.tag_key(t) for t in tags]
+        names = tuple(self.tag_key(t) for t in tags)
+        if len(self._tag_keys) >= _REMEMBERED_TAG_SETS:
+            self._tag_keys.clear()
+        self._tag_keys[tags] = names  # type: ignore[index]
+        return names
+
     def keys(self, key: str, tags: Sequence[str]) -> list[str]:
         """value, lease, epoch, then one key per tag: the layout every script takes."""
-        escaped = escape(validate_key(key))
+        escaped = _escaped(validate_key(key))
         keys = [f"{self.ns}:v:{escaped}", f"{self.ns}:l:{escaped}", self.epoch_key]
-        keys.extend(self.tag_key(t) for t in tags)
+        keys.extend(self.tag_keys(tags))
         return keys
 
     # ------------------------------------------------------------ arithmetic
@@ -369,7 +387,7 @@ class RedisCore:
         if not tags:
             return
         try:
-            yield Eval(BUMP, [self.tag_key(t) for t in tags], [self.wake_channel])
+            yield Eval(BUMP, list(self.tag_keys(tags)), [self.wake_channel])
         except BACKEND_ERRORS as exc:
             self.backend_failed(exc, strict=strict)
 

@@ -107,7 +107,7 @@ def parse_reply(reply: bytes) -> Read | bytes:
 
 
 def join_versions(found: Sequence[bytes | None]) -> bytes:
-    return b",".join(version or b"0" for version in found)
+    return b",".join([version or b"0" for version in found])
 
 
 # ------------------------------------------------------------ steps (I/O to perform)

@@ -29,6 +29,7 @@ from cachewire.cache._redis._steps import (
     Steps,
     backoff,
 )
+from cachewire.cache._redis._tracking import LocalTagVersions
 from cachewire.cache._redis._waiting import SyncGate
 from cachewire.errors import ConfigurationError
 
@@ -56,11 +57,13 @@ class SyncRedis(SyncCacheAdapter):
         client: redis.Redis | None,
         max_connections: int,
         flights: FlightTable[Any],
+        tag_versions: LocalTagVersions | None,
     ) -> None:
         super().__init__(adapter)
         self._core = core
         self._flights = flights  # the async side's reads in flight, detached by invalidations
         self._client_or_none = client
+        self._tag_versions = tag_versions
         pool = client.connection_pool if client is not None else None
         self._gate = SyncGate(
             min(max_connections, (pool.max_connections if pool else 0) or max_connections)
@@ -125,18 +128,40 @@ class SyncRedis(SyncCacheAdapter):
         return reply
 
     def _fetch(self, value_key: str, tags: Sequence[str]) -> tuple[bytes | None, bytes]:
-        client = self._client()
-        self._core.breaker.check()
+        client, breaker = self._client(), self._core.breaker
+        if breaker.failures:
+            breaker.check()
         with self._gate:
             if not tags:
                 found = cast(bytes | None, client.get(value_key)), b""
-            else:
+            elif self._tag_versions is None:
                 record, *versions = cast(
-                    list[bytes | None], client.mget(value_key, *map(self._core.tag_key, tags))
+                    list[bytes | None], client.mget(value_key, *self._core.tag_keys(tags))
                 )
                 found = record, join_versions(versions)
-        self._core.breaker.succeeded()
+            else:
+                found = self._fetch_by_local_versions(client, value_key, self._core.tag_keys(tags))
+        if breaker.failures:
+            breaker.succeeded()
         return found
+
+    def _fetch_by_local_versions(
+        self, client: redis.Redis, value_key: str, tag_keys: Sequence[str]
+    ) -> tuple[bytes | None, bytes]:
+        """One GET when this process knows the tags' versions, else an MGET that fills them."""
+        local = cast(LocalTagVersions, self._tag_versions)
+        if local.covers(tag_keys):
+            record = cast(bytes | None, client.get(value_key))
+            versions = local.known(tag_keys)  # only now: see LocalTagVersions.known
+            if versions is not None:
+                return record, versions
+        mark = local.begin_fill(tag_keys)
+        found: list[bytes | None] = []
+        try:
+            record, *found = cast(list[bytes | None], client.mget(value_key, *tag_keys))
+        finally:
+            local.end_fill(mark, tag_keys, found)
+        return record, join_versions(found)
 
     def _heartbeat(self, keys: list[str], token: str, stop: threading.Event) -> None:
         while not stop.wait(self._core.lock_ms / 3000):
@@ -157,9 +182,9 @@ class SyncRedis(SyncCacheAdapter):
         core = self._core
         ttl, ttl_ms = core.ttl_ms(ttl_seconds)
         check_reentry(self._adapter, key)
-        call = Call(key, creator, core.keys(key, tags), ttl, ttl_ms, stale_ttl)
+        value_key = core.value_key(key)
         try:
-            record, versions = self._fetch(call.keys[0], tags)
+            record, versions = self._fetch(value_key, tags)
         except BACKEND_ERRORS as exc:
             core.backend_failed(exc)
             return cast(T, self._perform(Compute(key, creator))[0])
@@ -167,6 +192,8 @@ class SyncRedis(SyncCacheAdapter):
         if value is not MISSING:
             core.stats.hits += 1
             return cast(T, value)
+        # Only a miss needs the lease's and the tags' names.
+        call = Call(key, creator, core.keys(key, tags), ttl, ttl_ms, stale_ttl)
         value, refresh, _ = self._drive(core.miss_steps(call, force=unreadable))
         if refresh is not None:
             steps = self._core.lead_steps(refresh.call, refresh.token, refresh.read)
@@ -208,6 +235,8 @@ class SyncRedis(SyncCacheAdapter):
         try:
             self._drive(self._core.bump_steps(tags, strict=strict))
         finally:
+            if self._tag_versions is not None:
+                self._tag_versions.drop(self._core.tag_keys(tags))
             self._flights.detach_tagged(tags)
 
     def clear(self) -> None:

@@ -15,7 +15,9 @@ local life = -1
 if ttl >= 0 then life = ttl + tonumber(ARGV[7]) end
 
 -- The tags must outlive the record that carries their versions (a record without expiry keeps
--- them forever); an absent tag gets a version never used before.
+-- them forever); an absent tag gets a version never used before. A tag is given twice the life
+-- it needs when extended, so that writes under it rarely change it: Redis reports any change to
+-- a tag key to the processes that keep its version locally, which then read it again.
 local t = redis.call('TIME')
 local now_us = tonumber(t[1]) * 1000000 + tonumber(t[2])
 for i = 4, #KEYS do
@@ -30,7 +32,7 @@ for i = 4, #KEYS do
     if life < 0 then
       redis.call('PERSIST', KEYS[i])
     elseif left < life then
-      redis.call('PEXPIRE', KEYS[i], life)
+      redis.call('PEXPIRE', KEYS[i], life * 2)
     end
   end
 end
