@@ -45,6 +45,7 @@ T = TypeVar("T")
 _KEYS_REPORTED = 100
 _tag_clock = itertools.count(1)
 _MAX_TTL_FLOAT = float(MAX_TTL_SECONDS)
+_QUICK_INT_TTL = 2**30 - 1  # the largest int CPython compares inline (one 30-bit digit)
 
 # What a get_or_create that found no fresh value does next.
 _STALE = "stale"  # answer with the stale value; someone else refreshes it
@@ -249,14 +250,17 @@ class InMemoryCacheAdapter(BaseCacheAdapter):
         Tag versions only ever grow, and an invalidation sets them before it moves the tag clock,
         so a read sees each invalidation either entirely or not at all, as a locked read would.
         """
-        if ttl_seconds is not MISSING and ttl_seconds is not None:
-            # Exact float or int, compared with a constant of its own type (the interpreter's
-            # fast path for both); NaN, infinities and anything else fail here.
-            kind = type(ttl_seconds)
-            if kind is int:
-                if not (ttl_seconds >= 0 and ttl_seconds <= MAX_TTL_SECONDS):
+        if ttl_seconds is not MISSING:
+            # An exact int or float compared with a constant of its own type: the interpreter
+            # compares these without a call. NaN, infinities, other types and ints beyond
+            # `_QUICK_INT_TTL` (34 years; still valid) take the full check.
+            if type(ttl_seconds) is int:
+                if not (ttl_seconds >= 0 and ttl_seconds <= _QUICK_INT_TTL):
                     return MISSING
-            elif kind is not float or not (ttl_seconds >= 0.0 and ttl_seconds <= _MAX_TTL_FLOAT):
+            elif type(ttl_seconds) is float:
+                if not (ttl_seconds >= 0.0 and ttl_seconds <= _MAX_TTL_FLOAT):
+                    return MISSING
+            elif ttl_seconds is not None:
                 return MISSING
         if type(key) is not str:  # checked (and refused) on the full path
             return MISSING
