@@ -25,6 +25,7 @@ import redis.asyncio as aioredis
 
 from cachewire import cached
 from cachewire.cache import InMemoryCacheAdapter, JsonCodec, RedisCacheAdapter
+from cachewire.cache import _codec as codec_module
 
 #: What the cached functions return: a small record, as a profile or a page would be.
 VALUE = {"id": 7, "name": "Ada Lovelace", "roles": ["admin", "author"], "active": True}
@@ -403,6 +404,9 @@ BIG_UNCHECKED = "cachewire Redis set(), a codec that only runs json.dumps (no st
 BIG_UNCHECKED_MISS = "cachewire Redis leader miss, the same codec"
 BIG_DUMPS = "json.dumps alone"
 BIG_ENCODE = "JsonCodec.encode alone (strict)"
+BIG_SET_JSON = "cachewire Redis set(), JsonCodec without orjson (json alone)"
+BIG_MISS_JSON = "cachewire Redis leader miss, JsonCodec without orjson"
+BIG_ENCODE_JSON = "JsonCodec.encode alone (strict), without orjson"
 
 
 class DumpsOnlyCodec:
@@ -446,6 +450,20 @@ async def large_values(url: str, prefix: str, rounds: int) -> tuple[int, list[li
     async def encode_only() -> None:
         codec.encode(value)
 
+    orjson_dumps = codec_module._orjson_dumps
+
+    def without_orjson(call: Callable[[], Any]) -> Callable[[], Any]:
+        """``call`` with JsonCodec as it runs when the orjson extra is not installed."""
+
+        async def run() -> None:
+            codec_module._orjson_dumps = None
+            try:
+                await call()
+            finally:
+                codec_module._orjson_dumps = orjson_dumps
+
+        return run
+
     ops = [
         Op(BIG_FLOOR, twice(floor), True),
         Op(BIG_SET, twice(lambda: cache.set("big", value, 300)), True),
@@ -463,6 +481,20 @@ async def large_values(url: str, prefix: str, rounds: int) -> tuple[int, list[li
         Op(BIG_DUMPS, twice(dumps_only), True),
         Op(BIG_ENCODE, twice(encode_only), True),
     ]
+    if orjson_dumps is not None:
+        ops += [
+            Op(BIG_SET_JSON, twice(without_orjson(lambda: cache.set("big-j", value, 300))), True),
+            Op(
+                BIG_MISS_JSON,
+                twice(
+                    without_orjson(
+                        lambda: cache.get_or_create(f"miss-j{next(fresh)}", creator, 300)
+                    )
+                ),
+                True,
+            ),
+            Op(BIG_ENCODE_JSON, twice(without_orjson(encode_only)), True),
+        ]
     samples = await alternate(ops, 2, rounds)
     compares = [
         Compare(BIG_SET, (BIG_FLOOR,), 1.3),
@@ -471,6 +503,12 @@ async def large_values(url: str, prefix: str, rounds: int) -> tuple[int, list[li
         Compare(BIG_UNCHECKED_MISS, (BIG_FLOOR,), 1.3),
         Compare(BIG_ENCODE, (BIG_DUMPS,)),
     ]
+    if orjson_dumps is not None:
+        compares += [
+            Compare(BIG_SET_JSON, (BIG_FLOOR,), 1.3),
+            Compare(BIG_MISS_JSON, (BIG_FLOOR,), 1.3),
+            Compare(BIG_ENCODE_JSON, (BIG_DUMPS,)),
+        ]
     rows = compare_rows(samples, compares)
     for row, c in zip(rows, compares, strict=True):
         row.insert(1, f"{statistics.median(samples[c.label]) / 1000:.2f}")

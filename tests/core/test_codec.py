@@ -15,7 +15,20 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from cachewire.cache import JsonCodec, PickleCodec
+from cachewire.cache import _codec as codec_module
 from cachewire.errors import ConfigurationError, SerializationError, ValueNotPortableError
+
+ORJSON_DUMPS = codec_module._orjson_dumps
+
+
+@pytest.fixture(autouse=True, scope="module", params=["orjson", "json"])
+def json_encoder(request: pytest.FixtureRequest) -> Iterator[str]:
+    """Every JsonCodec test runs with the optional orjson encoder and with json alone."""
+    if request.param == "orjson" and ORJSON_DUMPS is None:
+        pytest.skip("the orjson extra is not installed")
+    codec_module._orjson_dumps = ORJSON_DUMPS if request.param == "orjson" else None
+    yield request.param
+    codec_module._orjson_dumps = ORJSON_DUMPS
 
 
 class Shade(enum.Enum):
@@ -112,6 +125,80 @@ def test_damaged_bytes_raise_serialization_error(data: bytes) -> None:
 def test_json_codec_takes_a_key_keyword() -> None:
     codec = JsonCodec()
     assert codec.decode(codec.encode([1], key="k"), key="k") == [1]
+
+
+class Word(str):
+    pass
+
+
+class Count(int):
+    pass
+
+
+class Row(dict[Any, Any]):
+    pass
+
+
+class Items(list[Any]):
+    pass
+
+
+# Plain JSON and everything an encoder might take for it: tuples, subclasses, enums, non-str
+# and tag keys, NaN and infinities, integers beyond 64 bits.
+near_json = st.recursive(
+    json_values.filter(lambda v: not isinstance(v, list | dict))
+    | st.sampled_from(
+        [Word("w"), Count(3), Level.HIGH, Shade.DARK, "__cw__", float("nan"), float("inf")]
+    )
+    | st.sampled_from([2**64, -(2**63) - 1, 10**30, 1e-5, -0.0]),
+    lambda inner: (
+        st.lists(inner, max_size=3)
+        | st.lists(inner, max_size=3).map(tuple)
+        | st.lists(inner, max_size=3).map(Items)
+        | st.dictionaries(st.text(max_size=3) | st.just("__cw__"), inner, max_size=3)
+        | st.dictionaries(st.text(max_size=3), inner, max_size=3).map(Row)
+        | st.dictionaries(st.integers() | st.none() | st.just(Word("k")), inner, max_size=2)
+    ),
+    max_leaves=12,
+)
+
+
+def _outcome(value: Any) -> tuple[str, Any]:
+    try:
+        data = JsonCodec().encode(value)
+    except ValueNotPortableError:
+        return "refused", None
+    return "stored", data
+
+
+@settings(deadline=None, suppress_health_check=[HealthCheck.too_slow], max_examples=300)
+@given(near_json)
+def test_both_encoders_take_and_refuse_the_same_values_and_read_each_other(value: Any) -> None:
+    if ORJSON_DUMPS is None:
+        pytest.skip("the orjson extra is not installed")
+    try:
+        codec_module._orjson_dumps = ORJSON_DUMPS
+        fast = _outcome(value)
+        codec_module._orjson_dumps = None
+        plain = _outcome(value)
+    finally:
+        codec_module._orjson_dumps = ORJSON_DUMPS
+    assert fast[0] == plain[0]
+    if fast[0] == "stored":
+        codec = JsonCodec()
+        assert repr(codec.decode(fast[1])) == repr(codec.decode(plain[1]))
+
+
+def test_a_dict_whose_keys_were_not_all_str_is_still_read_key_by_key() -> None:
+    # Deleting the int key leaves the dict in CPython's layout for mixed keys.
+    mixed: dict[Any, Any] = {"a": 1, 2: "b"}
+    del mixed[2]
+    codec = JsonCodec()
+    assert codec.decode(codec.encode([mixed])) == [{"a": 1}]
+    mixed[Word("w")] = 1
+    mixed[3] = 1
+    with pytest.raises(ValueNotPortableError):
+        codec.encode({"x": [mixed]})
 
 
 # ------------------------------------------------------------------ signed pickle

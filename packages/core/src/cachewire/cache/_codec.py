@@ -3,6 +3,7 @@ follows the value policy of `cachewire.wire`."""
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import hmac
 import inspect
@@ -10,7 +11,8 @@ import json
 import pickle
 from collections.abc import Callable, Iterable
 from itertools import chain, compress, repeat
-from operator import contains, is_
+from math import isfinite
+from operator import contains
 from typing import Any, Protocol
 
 from cachewire.errors import ConfigurationError, SerializationError
@@ -66,43 +68,72 @@ def codec_call(
 
 
 _LEAVES = frozenset({str, int, float, bool, type(None)})
-_PLAIN = _LEAVES | {list, dict}
+_CONTAINERS = frozenset({list, dict})
+_PLAIN = _LEAVES | _CONTAINERS
 _STR = frozenset({str})
+_DICT = frozenset({dict})
+_LIST = frozenset({list})
+_FLOAT = frozenset({float})
 _dumps_plain = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode
 
+_orjson_dumps: Callable[[Any], bytes] | None
+try:  # the optional extra cachewire[orjson]: the same JSON, encoded several times faster
+    from orjson import dumps as _orjson_dumps
+except ImportError:  # pragma: no cover  (the workspace installs it; tests cover both)
+    _orjson_dumps = None
 
-def _is_plain_json(value: Any) -> bool:
+
+def _is_plain_json(value: Any, *, check_floats: bool) -> bool:
     """True when ``value`` is made of exact dicts (str keys, no tag key), lists, str, int, float,
-    bool and None, at most `MAX_DEPTH` deep: JSON that comes back unchanged, with no tags.
+    bool and None, at most `MAX_DEPTH` deep: JSON that comes back unchanged, with no tags; with
+    ``check_floats``, also no NaN or infinity (for an encoder that does not refuse them itself).
 
-    One pass per nesting level, with the per-item work in C (map, compress, chain), because a
-    walk in Python costs more than the encoding itself. Only call it on values `json.dumps`
-    encoded (so acyclic).
+    One pass per nesting level, with the per-item work in C, because a walk in Python costs
+    more than the encoding itself. Only call it on values an encoder accepted (so acyclic).
     """
     level: list[Any] = [value]
     for depth in range(MAX_DEPTH + 1):
         types = set(map(type, level))
+        if check_floats and float in types and not all(map(isfinite, _only(_FLOAT, level))):
+            return False
         if types <= _LEAVES:
             return True
         if not types <= _PLAIN or depth == MAX_DEPTH:
             return False
-        mixed = len(types) > 1
-        children: list[Any] = []
+        containers = level if types <= _CONTAINERS else list(_only(_CONTAINERS, level))
         if dict in types:
-            dicts = list(_only(dict, level)) if mixed else level
-            if not set(map(type, chain.from_iterable(dicts))) <= _STR:
-                return False
+            dicts = containers if list not in types else list(_only(_DICT, containers))
             if any(map(contains, dicts, repeat(TAG))):
                 return False
-            children.extend(chain.from_iterable(map(dict.values, dicts)))
-        if list in types:
-            children.extend(chain.from_iterable(_only(list, level) if mixed else level))
+        children = _children(containers)
+        if children is None:
+            return False
         level = children
     return False  # pragma: no cover  (the loop returns)
 
 
-def _only(kind: type, values: list[Any]) -> Iterable[Any]:
-    return compress(values, map(is_, map(type, values), repeat(kind)))
+def _only(kinds: frozenset[type], values: list[Any]) -> Iterable[Any]:
+    return compress(values, map(kinds.__contains__, map(type, values)))
+
+
+def _children(containers: list[Any]) -> list[Any] | None:
+    """The items of exact lists and the values of exact dicts, or None when a dict has a key
+    that is not an exact str.
+
+    CPython lists a dict's keys among its referents only when they are not all exact str (the
+    dict then left its str-only layout); otherwise only its values. So when the referents are
+    as many as the items, every key is an exact str and was never walked; when not, the keys
+    are looked at one by one.
+    """
+    found = gc.get_referents(*containers)
+    if len(found) == sum(map(len, containers)):
+        return found
+    dicts = list(_only(_DICT, containers))
+    if not set(map(type, chain.from_iterable(dicts))) <= _STR:
+        return None
+    children: list[Any] = list(chain.from_iterable(map(dict.values, dicts)))
+    children.extend(chain.from_iterable(_only(_LIST, containers)))
+    return children
 
 
 _TAG_BYTES = f'"{TAG}"'.encode()
@@ -124,9 +155,14 @@ class JsonCodec:
     def encode(self, value: Any, *, key: str | None = None) -> bytes:
         """The UTF-8 JSON of ``value``; `ValueNotPortableError` when it cannot travel."""
         try:
-            text = _dumps_plain(value)
-            if _is_plain_json(value):
-                return text.encode()
+            if _orjson_dumps is not None:
+                data = _orjson_dumps(value)  # NaN and infinities become null: the walk looks
+                if _is_plain_json(value, check_floats=True):
+                    return data
+            else:
+                text = _dumps_plain(value)  # refuses NaN and infinities itself
+                if _is_plain_json(value, check_floats=False):
+                    return text.encode()
         except (TypeError, ValueError, RecursionError, UnicodeEncodeError):
             pass  # not plain JSON: the policy encodes it, or says why it cannot
         portable = to_portable(value, where="cached value")

@@ -44,7 +44,8 @@ T = TypeVar("T")
 
 _KEYS_REPORTED = 100
 _tag_clock = itertools.count(1)
-_PLAIN_NUMBERS = frozenset({int, float})
+_MAX_TTL_FLOAT = float(MAX_TTL_SECONDS)
+_QUICK_INT_TTL = 2**30 - 1  # the largest int CPython compares inline (one 30-bit digit)
 
 # What a get_or_create that found no fresh value does next.
 _STALE = "stale"  # answer with the stale value; someone else refreshes it
@@ -134,6 +135,7 @@ class InMemoryCacheAdapter(BaseCacheAdapter):
         self._stats = CacheStats()
         self._fast_hits = 0  # hits of the lock-free path, folded into the statistics when read
         self._tags_changed = 0  # the tag clock's value at the latest invalidate_tags or clear
+        self._last_versions: tuple[int, ...] = ()  # shared by entries that carry the same
         self._sync = _SyncMemory(self)
         self._background: set[asyncio.Task[Any]] = set()
         # Hits need no bookkeeping (LRU order, early refresh) unless these options are on.
@@ -147,7 +149,15 @@ class InMemoryCacheAdapter(BaseCacheAdapter):
         return validate_ttl(ttl_seconds)
 
     def _tag_versions(self, tags: Sequence[str]) -> tuple[int, ...]:
-        return tuple(self._tags.get(tag, 0) for tag in tags)
+        if not tags:
+            return ()
+        versions = tuple(self._tags.get(tag, 0) for tag in tags)
+        # Entries stored one after another mostly carry the same versions (one function, one
+        # partition): they share one tuple instead of each keeping its own.
+        if versions == self._last_versions:
+            return self._last_versions
+        self._last_versions = versions
+        return versions
 
     def _carry(self, tags: Sequence[str]) -> None:
         for tag in tags:
@@ -207,11 +217,19 @@ class InMemoryCacheAdapter(BaseCacheAdapter):
             soft = hard = math.inf
         else:
             soft = now + jittered(ttl, self.jitter)
-            hard = soft + self.stale_ttl
+            hard = soft + self.stale_ttl if self.stale_ttl else soft  # one float, not two
         self._pop_entry(key)
         self._carry(tags)
         self._entries[key] = _Entry(
-            value, soft, hard, versions, tuple(tags), delta, self._plain_hits, tags_read_at
+            value,
+            soft,
+            hard,
+            versions,
+            tuple(tags),
+            # Only early refresh reads it: without, every entry shares one 0.0.
+            delta if self.early_refresh_beta else 0.0,
+            self._plain_hits,
+            tags_read_at,
         )
         if self.max_entries is not None:
             while len(self._entries) > self.max_entries:
@@ -232,15 +250,18 @@ class InMemoryCacheAdapter(BaseCacheAdapter):
         Tag versions only ever grow, and an invalidation sets them before it moves the tag clock,
         so a read sees each invalidation either entirely or not at all, as a locked read would.
         """
-        if not (
-            ttl_seconds is MISSING
-            or ttl_seconds is None
-            # mypy reads the class test as narrowing to object; it is an int or a float here
-            or (
-                ttl_seconds.__class__ in _PLAIN_NUMBERS and 0 <= ttl_seconds <= MAX_TTL_SECONDS  # type: ignore[operator]
-            )
-        ):
-            return MISSING
+        if ttl_seconds is not MISSING:
+            # An exact int or float compared with a constant of its own type: the interpreter
+            # compares these without a call. NaN, infinities, other types and ints beyond
+            # `_QUICK_INT_TTL` (34 years; still valid) take the full check.
+            if type(ttl_seconds) is int:
+                if not (ttl_seconds >= 0 and ttl_seconds <= _QUICK_INT_TTL):
+                    return MISSING
+            elif type(ttl_seconds) is float:
+                if not (ttl_seconds >= 0.0 and ttl_seconds <= _MAX_TTL_FLOAT):
+                    return MISSING
+            elif ttl_seconds is not None:
+                return MISSING
         if type(key) is not str:  # checked (and refused) on the full path
             return MISSING
         entry = self._entries.get(key)
