@@ -116,6 +116,13 @@ def _only(kinds: frozenset[type], values: list[Any]) -> Iterable[Any]:
     return compress(values, map(kinds.__contains__, map(type, values)))
 
 
+# The layout `_children` relies on, checked once: an interpreter that walks a dict differently
+# takes the key-by-key path.
+_REFERENTS_SHOW_KEYS = (
+    len(gc.get_referents({1: None})) == 2 and len(gc.get_referents({"a": None})) == 1
+)
+
+
 def _children(containers: list[Any]) -> list[Any] | None:
     """The items of exact lists and the values of exact dicts, or None when a dict has a key
     that is not an exact str.
@@ -125,9 +132,10 @@ def _children(containers: list[Any]) -> list[Any] | None:
     as many as the items, every key is an exact str and was never walked; when not, the keys
     are looked at one by one.
     """
-    found = gc.get_referents(*containers)
-    if len(found) == sum(map(len, containers)):
-        return found
+    if _REFERENTS_SHOW_KEYS:
+        found = gc.get_referents(*containers)
+        if len(found) == sum(map(len, containers)):
+            return found
     dicts = list(_only(_DICT, containers))
     if not set(map(type, chain.from_iterable(dicts))) <= _STR:
         return None
