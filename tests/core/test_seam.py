@@ -385,3 +385,14 @@ def test_a_rules_dispatcher_config_can_set_the_raise_policy() -> None:
     Capturing.broken = False
     cachewire.changed("seam.Item", {"key": 2})
     assert Capturing.seen[-1][1].raise_exception is True  # and it travels to the worker
+
+
+def test_retry_policy_coerce_reads_a_retry_option() -> None:
+    policy = RetryPolicy(max_attempts=2)
+    assert RetryPolicy.coerce(policy, where="x") is policy
+    assert RetryPolicy.coerce(None, where="x") == RetryPolicy()
+    assert RetryPolicy.coerce({"max_attempts": 3}, where="x") == RetryPolicy(max_attempts=3)
+    with pytest.raises(ConfigurationError, match="the 'q' option: .*max_tries"):
+        RetryPolicy.coerce({"max_tries": 3}, where="the 'q' option")
+    with pytest.raises(ConfigurationError, match="max_attempts"):
+        RetryPolicy.coerce({"max_attempts": 0}, where="the 'q' option")

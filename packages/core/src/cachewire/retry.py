@@ -5,8 +5,8 @@ from __future__ import annotations
 import math
 import random
 import time
-from collections.abc import Callable
-from typing import TypeVar
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
 
 import attrs
 
@@ -53,6 +53,24 @@ class RetryPolicy:
         _positive("base_delay", self.base_delay)
         _positive("max_delay", self.max_delay)
         _positive("factor", self.factor, allow_zero=False)
+
+    @classmethod
+    def coerce(cls, value: RetryPolicy | Mapping[str, Any] | None, *, where: str) -> RetryPolicy:
+        """A ``retry`` option as a policy: a policy as it is, a mapping as its arguments, None as
+        the default policy. A mapping of unknown arguments is a `ConfigurationError` naming
+        ``where`` the option was given."""
+        if value is None:
+            return cls()
+        if isinstance(value, RetryPolicy):
+            return value
+        try:
+            return cls(**value)
+        except TypeError as exc:
+            raise ConfigurationError(
+                f"{where}: {value!r} is not RetryPolicy arguments "
+                "(max_attempts, base_delay, factor, max_delay, jitter): "
+                f"{exc}"
+            ) from exc
 
     def should_retry(self, attempt: int) -> bool:
         """Whether a failure of run number ``attempt`` (1-based) gets another run."""

@@ -33,7 +33,7 @@ from cachewire import (
     run_work,
 )
 from cachewire.dispatch import RuleKwargs
-from cachewire.errors import ConfigurationError, DispatcherUnavailableError
+from cachewire.errors import DispatcherUnavailableError
 from cachewire.wire import TaskMessage
 
 __all__ = ["DEFAULT_FUNCTION_PATH", "DjangoQDispatcher", "run"]
@@ -101,18 +101,9 @@ class DjangoQDispatcher(Dispatcher):
 
     def retry_policy(self) -> RetryPolicy:
         """The ``retry`` option as a `RetryPolicy` (the default policy when unset)."""
-        policy = self.option("retry")
-        if policy is None:
-            return RetryPolicy()
-        if isinstance(policy, RetryPolicy):
-            return policy
-        try:
-            return RetryPolicy(**policy)
-        except TypeError as exc:
-            raise ConfigurationError(
-                f"the 'django_q' dispatcher's retry option {policy!r} is not RetryPolicy "
-                f"arguments: {exc}"
-            ) from exc
+        return RetryPolicy.coerce(
+            self.option("retry"), where="the 'django_q' dispatcher's retry option"
+        )
 
     #: One thread for enqueues made from async code (Django refuses ORM calls on an event loop);
     #: it keeps one database connection instead of opening one per call.

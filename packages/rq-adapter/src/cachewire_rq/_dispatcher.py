@@ -24,7 +24,7 @@ from cachewire import (
     register_dispatcher,
 )
 from cachewire.dispatch import RuleKwargs
-from cachewire.errors import ConfigurationError, DispatchError
+from cachewire.errors import DispatchError
 
 __all__ = ["BaseRQDispatcher", "RQDispatcher", "rq_retry"]
 
@@ -126,18 +126,9 @@ class BaseRQDispatcher(Dispatcher):
 
     def retry_policy(self) -> RetryPolicy:
         """The ``retry`` option as a `RetryPolicy` (the default policy when unset)."""
-        policy = self.option("retry")
-        if policy is None:
-            return RetryPolicy()
-        if isinstance(policy, RetryPolicy):
-            return policy
-        try:
-            return RetryPolicy(**policy)
-        except TypeError as exc:
-            raise ConfigurationError(
-                f"the {self.name!r} dispatcher's retry option {policy!r} is not RetryPolicy "
-                f"arguments: {exc}"
-            ) from exc
+        return RetryPolicy.coerce(
+            self.option("retry"), where=f"the {self.name!r} dispatcher's retry option"
+        )
 
     # -- dispatch ------------------------------------------------------------------------------
 
