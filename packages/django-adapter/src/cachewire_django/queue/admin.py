@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.apps import apps
 from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
@@ -36,7 +37,6 @@ retry.short_description = "Run the selected failed or cancelled jobs again"  # t
 cancel.short_description = "Cancel the selected jobs that have not started"  # type: ignore[attr-defined]
 
 
-@admin.register(Job)
 class JobAdmin(admin.ModelAdmin):  # type: ignore[type-arg,unused-ignore]
     list_display = (
         "id",
@@ -130,3 +130,9 @@ class JobAdmin(admin.ModelAdmin):  # type: ignore[type-arg,unused-ignore]
         )
 
     attempt_errors.short_description = "errors, one per failed attempt"  # type: ignore[attr-defined]
+
+
+# Registered only where the admin is installed: importing this module elsewhere (a tool that
+# imports every app's modules) must not fail.
+if apps.is_installed("django.contrib.admin"):
+    admin.site.register(Job, JobAdmin)
