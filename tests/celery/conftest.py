@@ -199,8 +199,12 @@ def amqp_rig(rigs: Rigs) -> Rig:
 
 
 class WorkerProcess:
-    """``celery worker`` (prefork, one child) in a process of its own, on celery_worker_app.py,
-    reaching its broker through a `TcpProxy` the tests can cut."""
+    """``celery worker`` (prefork, one child) in a process of its own, on celery_worker_app.py.
+
+    The worker reaches its broker directly; the test process's producers go through a
+    `TcpProxy` the tests cut, so an outage is the producer's. (A cut between the worker and
+    RabbitMQ can drop an ack the worker already sent, and the broker then delivers that message
+    again, which AMQP allows.)"""
 
     def __init__(self, *, broker: str, broker_url: str, record_url: str) -> None:
         self.broker = broker
@@ -226,7 +230,7 @@ class WorkerProcess:
     def start(self) -> None:
         env = {
             **os.environ,
-            "CW_BROKER_URL": self.broker_url,
+            "CW_BROKER_URL": self.direct_url,
             "CW_QUEUE": self.queue,
             "CW_RECORD_URL": self.record_url,
             "CW_RECORD_KEY": self.record_key,
