@@ -34,6 +34,7 @@ def sent_commands() -> Any:
             return await original(*args, **kwargs)
 
         adapter._client.execute_command = counting
+        adapter._command = counting  # the hit path's own reference to it
         return sent
 
     return record

@@ -192,14 +192,14 @@ async def test_cancelling_the_caller_whose_read_others_wait_for_cancels_nobody_e
     cache = RedisCacheAdapter(redis_db_url, namespace="cr")
     await cache.set("k", "v")
     entered, release = asyncio.Event(), asyncio.Event()
-    original = cache._client.get
+    original = cache._command  # what a read sends its GET with
 
     async def slow_get(*args: Any, **kwargs: Any) -> Any:
         entered.set()
         await release.wait()
         return await original(*args, **kwargs)
 
-    cache._client.get = slow_get  # type: ignore[method-assign]
+    cache._command = slow_get
     first = asyncio.create_task(cache.get_or_create("k", lambda: "computed"))
     await entered.wait()
     others = [asyncio.create_task(cache.get_or_create("k", lambda: "computed")) for _ in range(5)]

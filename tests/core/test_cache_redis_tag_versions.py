@@ -108,6 +108,7 @@ def test_the_blocking_twin_reads_one_key_too(cache: RedisCacheAdapter) -> None:
         return original(*args, **kwargs)
 
     client.execute_command = counting  # type: ignore[method-assign]
+    twin._command = counting  # the hit path's own reference to it
     assert twin.get_or_create("k", creator, 60, tags=TAGS) == 1
     assert sent == ["GET"]
 

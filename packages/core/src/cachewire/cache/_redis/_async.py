@@ -7,7 +7,7 @@ import contextlib
 import inspect
 import time
 import weakref
-from collections.abc import Coroutine, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import Any, cast
 
 import redis
@@ -125,6 +125,8 @@ class RedisCacheAdapter(BaseCacheAdapter):
         self.lock_timeout, self.fail_open = self.core.lock_timeout, fail_open
         self.early_refresh_beta, self.jitter = early_refresh_beta, jitter
         self._client, self._sync_client = clients.async_client, clients.sync_client
+        # The client's command call itself, for hits: its `get` and `mget` add a frame and a list.
+        self._command = cast(Callable[..., Awaitable[Any]], self._client.execute_command)
         # redis-py refuses a command outright when its pool is exhausted; callers beyond the
         # pool's size wait for a connection here instead (one gate per event loop).
         pool_size = min(
@@ -231,10 +233,11 @@ class RedisCacheAdapter(BaseCacheAdapter):
             await gate.wait()
         try:
             if not tags:
-                found = cast(bytes | None, await self._client.get(value_key)), b""
+                found = await self._command("GET", value_key, keys=(value_key,)), b""
             elif self._tag_versions is None:
-                replies: list[Any] = await self._client.mget(value_key, *self.core.tag_keys(tags))
-                found = replies[0], join_versions(replies[1:])
+                names = (value_key, *self.core.tag_keys(tags))
+                record, *versions = await self._command("MGET", *names, keys=names)
+                found = record, join_versions(versions)
             else:
                 found = await self._fetch_by_local_versions(value_key, self.core.tag_keys(tags))
         finally:
@@ -249,14 +252,15 @@ class RedisCacheAdapter(BaseCacheAdapter):
         """One GET when this process knows the tags' versions, else an MGET that fills them."""
         local = cast(LocalTagVersions, self._tag_versions)
         if local.covers(tag_keys):
-            record = cast(bytes | None, await self._client.get(value_key))
+            record = await self._command("GET", value_key, keys=(value_key,))
             versions = local.known(tag_keys)  # only now: see LocalTagVersions.known
             if versions is not None:
                 return record, versions
         mark = local.begin_fill(tag_keys)
         found: list[bytes | None] = []
         try:
-            record, *found = cast(list[bytes | None], await self._client.mget(value_key, *tag_keys))
+            names = (value_key, *tag_keys)
+            record, *found = await self._command("MGET", *names, keys=names)
         finally:
             local.end_fill(mark, tag_keys, found)
         return record, join_versions(found)

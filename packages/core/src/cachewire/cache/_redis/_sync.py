@@ -63,6 +63,8 @@ class SyncRedis(SyncCacheAdapter):
         self._core = core
         self._flights = flights  # the async side's reads in flight, detached by invalidations
         self._client_or_none = client
+        # The client's command call itself, for hits: its `get` and `mget` add a frame and a list.
+        self._command: Callable[..., Any] | None = client.execute_command if client else None
         self._tag_versions = tag_versions
         pool = client.connection_pool if client is not None else None
         self._gate = SyncGate(
@@ -128,37 +130,40 @@ class SyncRedis(SyncCacheAdapter):
         return reply
 
     def _fetch(self, value_key: str, tags: Sequence[str]) -> tuple[bytes | None, bytes]:
-        client, breaker = self._client(), self._core.breaker
+        command, breaker = self._command, self._core.breaker
+        if command is None:
+            command = cast(Callable[..., Any], self._client())  # raises: the twin has no client
         if breaker.failures:
             breaker.check()
         with self._gate:
             if not tags:
-                found = cast(bytes | None, client.get(value_key)), b""
+                found = command("GET", value_key, keys=(value_key,)), b""
             elif self._tag_versions is None:
-                record, *versions = cast(
-                    list[bytes | None], client.mget(value_key, *self._core.tag_keys(tags))
-                )
+                names = (value_key, *self._core.tag_keys(tags))
+                record, *versions = command("MGET", *names, keys=names)
                 found = record, join_versions(versions)
             else:
-                found = self._fetch_by_local_versions(client, value_key, self._core.tag_keys(tags))
+                found = self._fetch_by_local_versions(value_key, self._core.tag_keys(tags))
         if breaker.failures:
             breaker.succeeded()
         return found
 
     def _fetch_by_local_versions(
-        self, client: redis.Redis, value_key: str, tag_keys: Sequence[str]
+        self, value_key: str, tag_keys: Sequence[str]
     ) -> tuple[bytes | None, bytes]:
         """One GET when this process knows the tags' versions, else an MGET that fills them."""
         local = cast(LocalTagVersions, self._tag_versions)
+        command = cast(Callable[..., Any], self._command)
         if local.covers(tag_keys):
-            record = cast(bytes | None, client.get(value_key))
+            record = command("GET", value_key, keys=(value_key,))
             versions = local.known(tag_keys)  # only now: see LocalTagVersions.known
             if versions is not None:
                 return record, versions
         mark = local.begin_fill(tag_keys)
         found: list[bytes | None] = []
         try:
-            record, *found = cast(list[bytes | None], client.mget(value_key, *tag_keys))
+            names = (value_key, *tag_keys)
+            record, *found = command("MGET", *names, keys=names)
         finally:
             local.end_fill(mark, tag_keys, found)
         return record, join_versions(found)
