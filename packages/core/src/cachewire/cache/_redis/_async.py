@@ -7,7 +7,7 @@ import contextlib
 import inspect
 import time
 import weakref
-from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from collections.abc import Coroutine, Sequence
 from typing import Any, cast
 
 import redis
@@ -17,7 +17,7 @@ from redis import exceptions as redis_errors
 from cachewire.cache._base import MISSING, BaseCacheAdapter, Creator, SyncCacheAdapter, _Missing
 from cachewire.cache._codec import Codec
 from cachewire.cache._flight import COMPUTING, CreatorRun, FlightTable, check_reentry
-from cachewire.cache._redis._connect import connect, tracking_connection
+from cachewire.cache._redis._connect import async_reader, connect, tracking_connection
 from cachewire.cache._redis._core import BACKEND_ERRORS, RedisCore
 from cachewire.cache._redis._record import READ, WRITE, join_versions
 from cachewire.cache._redis._steps import (
@@ -125,8 +125,7 @@ class RedisCacheAdapter(BaseCacheAdapter):
         self.lock_timeout, self.fail_open = self.core.lock_timeout, fail_open
         self.early_refresh_beta, self.jitter = early_refresh_beta, jitter
         self._client, self._sync_client = clients.async_client, clients.sync_client
-        # The client's command call itself, for hits: its `get` and `mget` add a frame and a list.
-        self._command = cast(Callable[..., Awaitable[Any]], self._client.execute_command)
+        self._command = async_reader(self._client)  # sends the GET or MGET of a hit
         # redis-py refuses a command outright when its pool is exhausted; callers beyond the
         # pool's size wait for a connection here instead (one gate per event loop).
         pool_size = min(

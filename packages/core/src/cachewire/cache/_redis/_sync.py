@@ -18,6 +18,7 @@ from cachewire.cache._flight import (
     check_reentry,
     refresh_in_background,
 )
+from cachewire.cache._redis._connect import sync_reader
 from cachewire.cache._redis._core import BACKEND_ERRORS, RedisCore
 from cachewire.cache._redis._record import join_versions
 from cachewire.cache._redis._steps import (
@@ -63,8 +64,8 @@ class SyncRedis(SyncCacheAdapter):
         self._core = core
         self._flights = flights  # the async side's reads in flight, detached by invalidations
         self._client_or_none = client
-        # The client's command call itself, for hits: its `get` and `mget` add a frame and a list.
-        self._command: Callable[..., Any] | None = client.execute_command if client else None
+        # Sends the GET or MGET of a hit.
+        self._command = sync_reader(client) if client is not None else None
         self._tag_versions = tag_versions
         pool = client.connection_pool if client is not None else None
         self._gate = SyncGate(
