@@ -52,13 +52,16 @@ end
 
 local soft = 0
 if ttl >= 0 then soft = math.floor(now_us / 1000) + ttl end
-local raw = string.format('%.0f', soft) .. '\n' .. ARGV[8] .. '\n' .. ARGV[4] .. '\n' .. versions
-  .. '\n' .. ARGV[5]
+local head = string.format('%.0f', soft) .. '\n' .. ARGV[8] .. '\n' .. ARGV[4] .. '\n' .. versions
+  .. '\n'
+-- The payload is appended rather than joined to the head here: a joined copy of a large value
+-- costs the server more than the append's.
 if ttl >= 0 then
-  redis.call('SET', KEYS[1], raw, 'PX', life)
+  redis.call('SET', KEYS[1], head, 'PX', life)
 else
-  redis.call('SET', KEYS[1], raw)
+  redis.call('SET', KEYS[1], head)
 end
+redis.call('APPEND', KEYS[1], ARGV[5])
 if token ~= '' then
   redis.call('DEL', KEYS[2])
   redis.call('PUBLISH', ARGV[9], KEYS[2])  -- waiters of this lease may stop waiting
