@@ -14,6 +14,7 @@ import functools
 import gc
 import itertools
 import json
+import random
 import statistics
 import time
 import tracemalloc
@@ -71,15 +72,21 @@ def _per_op_sync(sites: tuple[Callable[[], Any], ...], n: int) -> float:
 
 
 async def alternate(ops: Sequence[Op], per_round: int, rounds: int) -> dict[str, list[float]]:
-    """µs per op of each row, one sample per round; rows take turns within every round."""
+    """µs per op of each row, one sample per round; rows take turns within every round, in an
+    order drawn afresh each round (a fixed order gives each row the same neighbours every time,
+    and whatever one leaves behind, such as garbage to collect, lands on the next)."""
     samples: dict[str, list[float]] = {op.label: [] for op in ops}
     for op in ops:  # warm up: connections, scripts, memos
         if op.is_async:
             await _per_op_async(op.sites, 20)
         else:
             _per_op_sync(op.sites, 20)
+    order = random.Random(8)
     for _ in range(rounds):
-        for op in ops:
+        shuffled = list(ops)
+        order.shuffle(shuffled)
+        gc.collect()
+        for op in shuffled:
             if op.is_async:
                 samples[op.label].append(await _per_op_async(op.sites, per_round))
             else:

@@ -493,6 +493,13 @@ def cross_process_stampede(
     return rows
 
 
+def hiredis_parser() -> bool:
+    """Whether redis-py parses replies with hiredis here."""
+    from redis.utils import HIREDIS_AVAILABLE
+
+    return bool(HIREDIS_AVAILABLE)
+
+
 def is_number(cell: str) -> bool:
     try:
         float(cell.rstrip("x").replace(",", ""))
@@ -566,9 +573,10 @@ def main() -> None:
         f"Command: `uv run python bench/cache.py{' --quick' if quick else ''}`",
         "",
         "Every row of a table is measured in short rounds that take turns with the other rows "
-        f"({rounds} rounds in memory, {redis_rounds} on Redis); a ratio is the median over the "
-        "rounds of the row against the row it compares with, measured in the same round. The "
-        "machine is shared, so absolute figures drift; ratios are what to read.",
+        f"({rounds} rounds in memory, {redis_rounds} on Redis), in an order drawn afresh each "
+        "round; a ratio is the median over the rounds of the row against the row it compares "
+        "with, measured in the same round. The machine is shared, so absolute figures drift; "
+        "ratios are what to read.",
     ]
     lines += table(
         "Hit paths, in memory: ratios",
@@ -587,7 +595,11 @@ def main() -> None:
         "Hit paths, Redis on loopback: ratios",
         ["path", "against (the fastest of)", "ratio", "goal", "met"],
         red_ratios,
-        "The floors read the same JSON value the cached functions return. A `@cached` "
+        "The floors read the same JSON value the cached functions return, with the same "
+        f"redis-py client ({'hiredis' if hiredis_parser() else 'the pure-Python'} reply parser; "
+        "the `cachewire[redis]` extra installs hiredis). A hit takes a connection from the "
+        "client's pool and sends its read on it, without the client's per-command layers. "
+        "A `@cached` "
         "function's entries carry two tags (the function and its partition), so its hit is one "
         "MGET of the value and the two tag versions. With `local_tag_versions=True` the tag "
         "versions are kept in the process (Redis client tracking drops them when a tag key "
@@ -608,8 +620,8 @@ def main() -> None:
         big_rows,
         "The strict JSON codec refuses a value that would not come back equal; its encode rows "
         "(that check included) are against a bare `json.dumps` of the same value. It encodes "
-        "with orjson when the `cachewire[orjson]` extra is installed (as here) and with json "
-        "otherwise; the rows without orjson show the second case. The dumps-only codec rows "
+        "with orjson when it is installed (as here: the `cachewire[redis]` and `cachewire[orjson]` "
+        "extras bring it) and with json otherwise; the rows without orjson show the second case. The dumps-only codec rows "
         "show what json with no check at all reaches.",
     )
     lines += table(
