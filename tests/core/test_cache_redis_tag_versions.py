@@ -5,6 +5,7 @@ Redis's invalidation messages (client tracking), trusted only while the tracking
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import threading
 from collections.abc import AsyncIterator, Iterator
@@ -283,6 +284,22 @@ async def test_closing_stops_the_reader(redis_db_url: str) -> None:
     await cache.aclose()
     assert thread is not None and not thread.is_alive()
     assert not local.trusted and local.versions == {}
+
+
+def test_an_adapter_dropped_without_closing_stops_its_reader(redis_db_url: str) -> None:
+    cache = RedisCacheAdapter(redis_db_url, namespace="ltv-drop", local_tag_versions=True)
+    twin = cache.sync
+    twin.set("k", 1, 60, tags=TAGS)
+    local = settle(cache)
+    twin.get("k", tags=TAGS)
+    thread = local._thread
+    assert thread is not None and thread.is_alive()
+    twin.invalidate("k")
+    del cache, twin
+    gc.collect()
+    thread.join(WAIT)
+    assert not thread.is_alive()
+    assert not local.trusted
 
 
 async def test_it_needs_a_blocking_client(redis_db_url: str) -> None:

@@ -4,6 +4,7 @@ retry arithmetic and the public test helpers."""
 from __future__ import annotations
 
 import json
+import logging
 import random
 import socket
 from collections.abc import Sequence
@@ -26,7 +27,7 @@ from cachewire import (
 from cachewire.dispatch import dispatch_stats, resolve_dispatcher
 from cachewire.errors import ConfigurationError, PayloadError, UnsupportedVersionError
 from cachewire.tasks import TaskMessage, TaskRegistry, task
-from cachewire.testing import TcpProxy, override_settings, reset_state, unique_name
+from cachewire.testing import LogWatch, TcpProxy, override_settings, reset_state, unique_name
 from cachewire.wire import decode_envelope, decode_rule_work, encode_rule_work
 
 
@@ -300,6 +301,21 @@ def test_tcp_proxy_forwards_cuts_and_restores() -> None:
             == f"redis://u:p@127.0.0.1:{proxy.port}/3"
         )
     server.close()
+
+
+def test_log_watch_is_set_by_its_message_only_while_attached() -> None:
+    logger = logging.getLogger("cachewire.seamtest.child")
+    before = logging.getLogger("cachewire.seamtest").level
+    with LogWatch("cachewire.seamtest", "will retry") as watch:
+        logger.debug("something else")
+        assert not watch.seen.is_set()
+        logger.debug("the broker is down; will retry in 1 s")
+        assert watch.seen.is_set()
+        assert watch.messages == ["the broker is down; will retry in 1 s"]
+    assert watch not in logging.getLogger("cachewire.seamtest").handlers
+    assert logging.getLogger("cachewire.seamtest").level == before
+    logger.warning("will retry again")
+    assert watch.messages == ["the broker is down; will retry in 1 s"]
 
 
 def test_retry_policy_call_retries_then_raises_the_last_error() -> None:

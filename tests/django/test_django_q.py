@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import os
 import pydoc
 import subprocess
@@ -31,7 +30,7 @@ from cwdj_support import (
 from django.db import connections, transaction
 
 from cachewire.dispatch import dispatch_stats
-from cachewire.testing import DispatcherContract, TcpProxy
+from cachewire.testing import DispatcherContract, LogWatch, TcpProxy
 
 pytestmark = [pytest.mark.postgres]
 
@@ -266,25 +265,11 @@ def _outage_story(q_worker: InProcessWorker, monkeypatch: pytest.MonkeyPatch) ->
         assert CALLS == {"board": 3}  # through the queue again
 
 
-class RetryLogged(logging.Handler):
-    """Set when the dispatcher logs that it will try the broker again."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.seen = threading.Event()
-
-    def emit(self, record: logging.LogRecord) -> None:
-        if "retrying" in record.getMessage():
-            self.seen.set()
-
-
 @pytest.fixture
-def retry_logged() -> Iterator[RetryLogged]:
-    handler = RetryLogged()
-    logger = logging.getLogger("cachewire.django_q")
-    logger.addHandler(handler)
-    yield handler
-    logger.removeHandler(handler)
+def retry_logged() -> Iterator[LogWatch]:
+    """Set when the dispatcher logs that it will try the broker again."""
+    with LogWatch("cachewire.django_q", "retrying") as watch:
+        yield watch
 
 
 @pytest.mark.timeout(60)
@@ -293,7 +278,7 @@ def test_with_the_raise_policy_a_change_during_an_outage_is_enqueued_once_the_br
     q_worker: InProcessWorker,
     django_redis: str,
     monkeypatch: pytest.MonkeyPatch,
-    retry_logged: RetryLogged,
+    retry_logged: LogWatch,
 ) -> None:
     from django.test import override_settings
     from testapp.cachewire import CALLS, board

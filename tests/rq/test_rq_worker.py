@@ -3,7 +3,6 @@ the shared duplicate guard, and Redis going away while changes are dispatched.""
 
 from __future__ import annotations
 
-import logging
 import threading
 import uuid
 from collections.abc import Iterator
@@ -22,7 +21,7 @@ import cachewire
 from cachewire import changed
 from cachewire.dispatch import dispatch_stats
 from cachewire.errors import DispatchError
-from cachewire.testing import TcpProxy, unique_name
+from cachewire.testing import LogWatch, TcpProxy, unique_name
 from conftest import WorkerProcess, wait_for
 
 pytestmark = [pytest.mark.redis, pytest.mark.slow, pytest.mark.timeout(60)]
@@ -175,25 +174,11 @@ def proxy(rq_url: str) -> Iterator[TcpProxy]:
         yield proxy
 
 
-class RetryLogged(logging.Handler):
-    """Set when the dispatcher logs that it will try Redis again."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.seen = threading.Event()
-
-    def emit(self, record: logging.LogRecord) -> None:
-        if "retrying" in record.getMessage():
-            self.seen.set()
-
-
 @pytest.fixture
-def retry_logged() -> Iterator[RetryLogged]:
-    handler = RetryLogged()
-    logger = logging.getLogger("cachewire.rq")
-    logger.addHandler(handler)
-    yield handler
-    logger.removeHandler(handler)
+def retry_logged() -> Iterator[LogWatch]:
+    """Set when the dispatcher logs that it will try the broker again."""
+    with LogWatch("cachewire.rq", "retrying") as watch:
+        yield watch
 
 
 @pytest.fixture
@@ -243,7 +228,7 @@ def test_with_the_raise_policy_dispatch_retries_until_redis_is_back(
     worker: WorkerProcess,
     rq_client: redis.Redis,
     run: str,
-    retry_logged: RetryLogged,
+    retry_logged: LogWatch,
 ) -> None:
     proxy.cut()
     outcome: dict[str, Any] = {}

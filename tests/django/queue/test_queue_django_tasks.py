@@ -217,3 +217,100 @@ def test_a_cancelled_job_reads_as_failed_with_a_cancellation_error(alias: str) -
     # It does not run: a pass finds nothing to do.
     assert QueueWorker(using=alias).run_pass() == (0, 0)
     assert Job.objects.using(alias).get(pk=int(result.id)).state == JobState.CANCELLED
+
+
+class _Heard:
+    """What Django's task signals carried, in order: (signal, task result) pairs."""
+
+    def __init__(self) -> None:
+        self.events: list[tuple[str, Any]] = []
+
+    def names(self) -> list[tuple[str, Any]]:
+        return [(name, result.status) for name, result in self.events]
+
+
+@pytest.fixture
+def heard() -> Any:
+    signals = pytest.importorskip(
+        "django.tasks.signals" if tasks_api.__name__ == "django.tasks" else "django_tasks.signals"
+    )
+    record = _Heard()
+    receivers = {}
+    for name in ("task_enqueued", "task_started", "task_finished"):
+
+        def receiver(sender: Any, task_result: Any, _name: str = name, **kwargs: Any) -> None:
+            assert sender is QueueBackend
+            record.events.append((_name, task_result))
+
+        getattr(signals, name).connect(receiver, weak=False)
+        receivers[name] = receiver
+    yield record
+    for name, receiver in receivers.items():
+        getattr(signals, name).disconnect(receiver)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_django_task_signals_follow_a_job_that_succeeds(heard: _Heard) -> None:
+    status = tasks_api.TaskResultStatus
+    result = queue_django_tasks.double.enqueue(21)
+    assert heard.names() == [("task_enqueued", status.READY)]
+    assert heard.events[0][1].id == result.id
+    assert QueueWorker(worker_id="w").run_pass() == (1, 0)
+    assert heard.names() == [
+        ("task_enqueued", status.READY),
+        ("task_started", status.RUNNING),
+        ("task_finished", status.SUCCESSFUL),
+    ]
+    started, finished = heard.events[1][1], heard.events[2][1]
+    assert started.worker_ids == ["w"]
+    assert finished.return_value == 42
+    assert finished.finished_at is not None
+    # task_finished came after the outcome was written: the result read back agrees.
+    assert queue_django_tasks.double.get_result(result.id).status == status.SUCCESSFUL
+
+
+@pytest.mark.django_db(transaction=True)
+def test_django_task_finished_is_sent_once_when_no_attempt_is_left(heard: _Heard) -> None:
+    status = tasks_api.TaskResultStatus
+    queue_django_tasks.broken.enqueue()  # two attempts
+    worker = QueueWorker()
+    assert worker.run_pass() == (1, 1)
+    # The failed attempt will be retried: started, and not finished.
+    assert heard.names() == [("task_enqueued", status.READY), ("task_started", status.RUNNING)]
+    assert worker.run_pass() == (1, 1)
+    assert heard.names()[2:] == [("task_started", status.RUNNING), ("task_finished", status.FAILED)]
+    finished = heard.events[-1][1]
+    assert [error.exception_class_path for error in finished.errors] == ["builtins.ValueError"] * 2
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_deduplicated_enqueue_sends_no_task_enqueued(heard: _Heard) -> None:
+    first = queue_django_tasks.rebuild_index.enqueue()
+    again = queue_django_tasks.rebuild_index.enqueue()
+    assert again.id == first.id
+    assert [name for name, _ in heard.events] == ["task_enqueued"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_receiver_that_raises_fails_neither_the_job_nor_the_worker(
+    heard: _Heard, caplog: pytest.LogCaptureFixture
+) -> None:
+    signals = pytest.importorskip(
+        "django.tasks.signals" if tasks_api.__name__ == "django.tasks" else "django_tasks.signals"
+    )
+
+    def faulty(sender: Any, **kwargs: Any) -> None:
+        raise RuntimeError("a faulty receiver")
+
+    signals.task_started.connect(faulty, weak=False)
+    signals.task_finished.connect(faulty, weak=False)
+    try:
+        result = queue_django_tasks.double.enqueue(4)
+        assert QueueWorker().run_pass() == (1, 0)
+    finally:
+        signals.task_started.disconnect(faulty)
+        signals.task_finished.disconnect(faulty)
+    result.refresh()
+    assert result.return_value == 8
+    assert [name for name, _ in heard.events] == ["task_enqueued", "task_started", "task_finished"]
+    assert "a faulty receiver" in caplog.text

@@ -1,9 +1,11 @@
 """Helpers that the tests of cachewire and of its adapters share: state reset, settings override,
-services that skip or fail, unique names, and a TCP proxy to cut a broker off."""
+services that skip or fail, unique names, a TCP proxy to cut a broker off, and an event set by a
+log message."""
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import socket
 import threading
@@ -18,6 +20,7 @@ from cachewire.rules import unregister_all
 from cachewire.tasks import reset_task_stats
 
 __all__ = [
+    "LogWatch",
     "TcpProxy",
     "in_ci",
     "override_settings",
@@ -116,6 +119,42 @@ def override_settings(**changes: Any) -> Iterator[Settings]:
             task_guard=saved.task_guard,
             task_defaults=saved.task_defaults,
         )
+
+
+class LogWatch(logging.Handler):
+    """``seen`` is set once ``logger`` (or a logger under it) logs a message that contains
+    ``text``: what a test waits for instead of sleeping, for example until a dispatcher says it
+    will try its broker again. Attached while the ``with`` block runs::
+
+        with LogWatch("cachewire.rq", "retrying") as watch:
+            ...
+            assert watch.seen.wait(30)
+    """
+
+    def __init__(self, logger: str, text: str) -> None:
+        super().__init__(logging.DEBUG)
+        self.logger = logging.getLogger(logger)
+        self.text = text
+        self.seen = threading.Event()
+        self.messages: list[str] = []
+        self._level = self.logger.level
+
+    def emit(self, record: logging.LogRecord) -> None:
+        message = record.getMessage()
+        if self.text in message:
+            self.messages.append(message)
+            self.seen.set()
+
+    def __enter__(self) -> LogWatch:
+        self._level = self.logger.level
+        if not self.logger.isEnabledFor(logging.DEBUG):
+            self.logger.setLevel(logging.DEBUG)
+        self.logger.addHandler(self)
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.logger.removeHandler(self)
+        self.logger.setLevel(self._level)
 
 
 class TcpProxy:

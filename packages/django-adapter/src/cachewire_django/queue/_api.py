@@ -22,6 +22,7 @@ from cachewire_django.queue.models import Job, JobState
 
 __all__ = [
     "CHANNEL",
+    "DJANGO_TASK_META",
     "META_KEYS",
     "cancel_jobs",
     "check_meta",
@@ -34,6 +35,8 @@ __all__ = [
     "task_name",
 ]
 
+#: The meta key that names the `QueueBackend` alias of a job holding a Django task.
+DJANGO_TASK_META = "django_task_backend"
 #: What ``meta`` may hold.
 META_KEYS = ("max_attempts", "timeout", "queue", "dedup_key", "atomic")
 #: The PostgreSQL channel that wakes workers up (the payload is the queue name).
@@ -255,6 +258,7 @@ def enqueue(
             )
             if existing is None:
                 raise
+            existing.deduplicated = True
             return existing
     wake_workers(alias, job.queue)
     return job

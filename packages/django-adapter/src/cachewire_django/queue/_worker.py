@@ -34,7 +34,7 @@ from cachewire import run_work
 from cachewire.errors import PayloadError, TaskTimeoutError
 from cachewire.wire import bounded_repr, from_portable, from_portable_arguments, to_portable
 from cachewire_django.queue import _settings
-from cachewire_django.queue._api import CHANNEL, resolve_callable
+from cachewire_django.queue._api import CHANNEL, DJANGO_TASK_META, resolve_callable
 from cachewire_django.queue.models import Job, JobState
 
 __all__ = ["DISPATCHER_NAME", "QueueWorker"]
@@ -247,19 +247,25 @@ class QueueWorker:
         With ``defer_completion`` a success without a result is marked done by the next
         `flush_completions` (run within 50 ms by the lease thread, and at the end of a batch).
         """
+        django_task = is_django_task(job)
         try:
             if job.atomic:
                 with transaction.atomic(using=self.using):
                     result = self._execute(job)
                     if not self._complete(job, result):
                         raise _ClaimLost
+                done = True
             else:
                 result = self._execute(job)
-                if defer_completion and result is None:
+                # A Django task's task_finished follows the write of its outcome: not deferred.
+                if defer_completion and result is None and not django_task:
                     with self._pending_lock:
                         self._pending.append(job)
+                    done = False
                 else:
-                    self._complete(job, result)
+                    done = self._complete(job, result)
+            if done and django_task:
+                _announce_finished(job)
         except _ClaimLost:
             logger.warning(
                 "cachewire queue: job %s lost its claim; its run was rolled back", job.pk
@@ -284,7 +290,7 @@ class QueueWorker:
                     worker_id=self.worker_id,
                     attempt=job.attempts,
                 )
-            if job.meta.get("django_task_backend"):
+            if is_django_task(job):
                 from cachewire_django.queue.backend import run_django_task
 
                 return run_django_task(job)
@@ -324,18 +330,24 @@ class QueueWorker:
                 self.reporter(job, None)
 
     def _complete(self, job: Job, result: Any) -> bool:
+        """Mark ``job`` done with its result (``job`` then holds what was written), while its
+        claim holds."""
         stored = _portable_result(job, result)
+        outcome = {
+            "state": JobState.DONE,
+            "finished_at": timezone.now(),
+            "lease_until": None,
+            "result": stored,
+        }
         done = (
             Job.objects.using(self.using)
             .filter(pk=job.pk, claim=job.claim, state=JobState.RUNNING)
-            .update(
-                state=JobState.DONE,
-                finished_at=timezone.now(),
-                lease_until=None,
-                result=stored,
-            )
+            .update(**outcome)
         )
-        if not done:
+        if done:
+            for name, value in outcome.items():
+                setattr(job, name, value)
+        else:
             logger.warning(
                 "cachewire queue: job %s finished after its claim was lost; not marked done",
                 job.pk,
@@ -502,9 +514,21 @@ class QueueWorker:
             self.stopping.wait(timeout)
 
 
+def is_django_task(job: Job) -> bool:
+    """Whether ``job`` holds a task of Django's task framework (written by its backend)."""
+    return bool(job.meta.get(DJANGO_TASK_META))
+
+
+def _announce_finished(job: Job) -> None:
+    from cachewire_django.queue.backend import announce_finished
+
+    announce_finished(job)
+
+
 def record_failure(using: str, job: Job, error: str, trace: str, *, retryable: bool = True) -> bool:
     """Record a failed attempt of a claimed job: back to READY after the retry policy's delay
-    while attempts remain, else FAILED. Written only while ``job.claim`` holds the job."""
+    while attempts remain, else FAILED (then a Django task's ``task_finished`` is sent). Written
+    only while ``job.claim`` holds the job; ``job`` then holds what was written."""
     policy = attrs.evolve(_settings.current().retry, max_attempts=max(job.max_attempts, 1))
     now = timezone.now()
     update: dict[str, Any] = {
@@ -517,11 +541,17 @@ def record_failure(using: str, job: Job, error: str, trace: str, *, retryable: b
         update.update(state=JobState.READY, worker="", run_after=now + dt.timedelta(seconds=delay))
     else:
         update.update(state=JobState.FAILED, finished_at=now)
-    return bool(
+    written = bool(
         Job.objects.using(using)
         .filter(pk=job.pk, claim=job.claim, state=JobState.RUNNING)
         .update(**update)
     )
+    if written:
+        for name, value in update.items():
+            setattr(job, name, value)
+        if job.state == JobState.FAILED and is_django_task(job):
+            _announce_finished(job)
+    return written
 
 
 def _error_entry(attempt: int, error: str, trace: str) -> dict[str, Any]:

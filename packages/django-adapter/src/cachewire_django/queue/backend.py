@@ -15,13 +15,14 @@ The backend's task class, `QueueTask`, takes the queue's own options per task:
 from __future__ import annotations
 
 import dataclasses
+import logging
 from typing import Any
 
 from django.utils.module_loading import import_string
 
 from cachewire.errors import CachewireError, ConfigurationError
 from cachewire.wire import from_portable, from_portable_arguments
-from cachewire_django.queue._api import check_meta, enqueue
+from cachewire_django.queue._api import DJANGO_TASK_META, check_meta, enqueue
 from cachewire_django.queue.models import Job, JobState
 
 try:  # Django 6
@@ -29,6 +30,7 @@ try:  # Django 6
     from django.tasks.backends.base import BaseTaskBackend
     from django.tasks.base import Task, TaskError
     from django.tasks.exceptions import InvalidTask, TaskResultDoesNotExist
+    from django.tasks.signals import task_enqueued, task_finished, task_started
 except ImportError:  # Django 5.2 and the django-tasks backport
     from django_tasks import (
         TaskContext,
@@ -40,11 +42,21 @@ except ImportError:  # Django 5.2 and the django-tasks backport
     from django_tasks.base import Task, TaskError
     from django_tasks.exceptions import InvalidTaskError as InvalidTask
     from django_tasks.exceptions import TaskResultDoesNotExist
+    from django_tasks.signals import task_enqueued, task_finished, task_started
 
-__all__ = ["InvalidTask", "JobCancelledError", "QueueBackend", "QueueTask", "run_django_task"]
+__all__ = [
+    "InvalidTask",
+    "JobCancelledError",
+    "QueueBackend",
+    "QueueTask",
+    "announce_finished",
+    "run_django_task",
+]
+
+logger = logging.getLogger("cachewire.queue")
 
 #: meta key naming the backend alias of a job that holds a Django task
-META_KEY = "django_task_backend"
+META_KEY = DJANGO_TASK_META
 
 #: Django's TaskResultStatus has no "cancelled": a cancelled job reads as FAILED, with a
 #: `JobCancelledError` as its last error (see `QueueBackend._result`).
@@ -160,7 +172,10 @@ class QueueBackend(BaseTaskBackend):
             meta={META_KEY: self.alias},
             using=self.database,
         )
-        return self._result(job, task)
+        result = self._result(job, task)
+        if not job.deduplicated:
+            task_enqueued.send(type(self), task_result=result)
+        return result
 
     def get_result(self, result_id: str) -> TaskResult:
         try:
@@ -220,12 +235,44 @@ def _task_of(job: Job) -> Task:
 
 
 def run_django_task(job: Job) -> Any:
-    """Run a job written by `QueueBackend` (what the queue's worker calls)."""
+    """Run a job written by `QueueBackend` (what the queue's worker calls), after sending
+    Django's ``task_started`` with the claimed job's result (RUNNING)."""
     task = _task_of(job)
+    backend = task_backends[job.meta[META_KEY]]
     args = [from_portable(value) for value in job.args]
     kwargs = from_portable_arguments(job.kwargs, where="task argument")
+    started = backend._result(job, task)
+    _send(task_started, backend, started)
     if task.takes_context:
-        backend = task_backends[job.meta[META_KEY]]
-        context = TaskContext(task_result=backend.get_result(str(job.pk)))
-        return task.call(context, *args, **kwargs)
+        return task.call(TaskContext(task_result=started), *args, **kwargs)
     return task.call(*args, **kwargs)
+
+
+def announce_finished(job: Job) -> None:
+    """Send Django's ``task_finished`` for a job of `QueueBackend` whose outcome was just
+    written (``job`` holds it): done, or failed with no attempt left. A failed attempt that
+    will be retried sends nothing; the job is not finished."""
+    try:
+        backend = task_backends[job.meta[META_KEY]]
+        result = backend._result(job, _task_of(job))
+    except Exception:
+        logger.exception(
+            "cachewire queue: no task result for job %s; task_finished not sent", job.pk
+        )
+        return
+    _send(task_finished, backend, result)
+
+
+def _send(signal: Any, backend: BaseTaskBackend, result: TaskResult) -> None:
+    # A receiver that raises must not fail the job or stop the worker: logged, like Django's
+    # request signals' robust receivers.
+    for receiver, response in signal.send_robust(type(backend), task_result=result):
+        if isinstance(response, Exception):
+            logger.error(
+                "cachewire queue: a receiver of %s (%r) raised for job %s: %r",
+                "task_started" if signal is task_started else "task_finished",
+                receiver,
+                result.id,
+                response,
+                exc_info=response,
+            )

@@ -52,6 +52,10 @@ class Job(models.Model):
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
 
+    #: Not stored: True on the job `enqueue` returned because it held the ``dedup_key`` asked
+    #: for (no row was added).
+    deduplicated = False
+
     class Meta:
         ordering: ClassVar[list[Any]] = [
             "-priority",

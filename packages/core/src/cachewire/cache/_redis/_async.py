@@ -157,6 +157,9 @@ class RedisCacheAdapter(BaseCacheAdapter):
             self._tag_versions = LocalTagVersions(
                 tracking_connection(self._sync_client), self.core.tag_prefix, where=clients.where
             )
+            # An adapter dropped without being closed stops its reader thread (which holds no
+            # reference to the adapter) and its connection when it is collected.
+            weakref.finalize(self, self._tag_versions.close, wait=False)
         self.local_tag_versions = bool(local_tag_versions)
         self._sync = SyncRedis(
             self, self.core, self._sync_client, max_connections, self._local, self._tag_versions

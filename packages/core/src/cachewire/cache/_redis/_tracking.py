@@ -193,15 +193,16 @@ class LocalTagVersions:
             )
             self._thread.start()
 
-    def close(self) -> None:
-        """Stop the reader and forget every version (the adapter closes)."""
+    def close(self, *, wait: bool = True) -> None:
+        """Stop the reader and forget every version (the adapter closes); with ``wait``, wait
+        (up to 2 s) for the reader to end."""
         self._closed.set()
         self._forget()
         sock, thread = self._sock, self._thread
         if sock is not None and self._owner == os.getpid():
             with contextlib.suppress(OSError):
                 sock.shutdown(socket.SHUT_RDWR)  # wakes the reader
-        if thread is not None and thread is not threading.current_thread():
+        if wait and thread is not None and thread is not threading.current_thread():
             thread.join(timeout=2.0)
 
     def forget_after_fork(self) -> None:
