@@ -219,6 +219,22 @@ def test_a_cancelled_job_reads_as_failed_with_a_cancellation_error(alias: str) -
     assert Job.objects.using(alias).get(pk=int(result.id)).state == JobState.CANCELLED
 
 
+def test_deschedule_cancels_the_ready_jobs_of_a_django_task_call(alias: str) -> None:
+    from cachewire_django.queue import deschedule
+
+    first = queue_django_tasks.double.enqueue(21)
+    second = queue_django_tasks.double.enqueue(21)
+    other = queue_django_tasks.double.enqueue(5)
+    assert deschedule(queue_django_tasks.double, [21], using=alias) == 2
+    for result in (first, second):
+        result.refresh()
+        assert result.status == tasks_api.TaskResultStatus.FAILED
+        assert result.errors[-1].exception_class is JobCancelledError
+    assert QueueWorker(using=alias).run_pass() == (1, 0)  # only double(5) runs
+    other.refresh()
+    assert other.return_value == 10
+
+
 class _Heard:
     """What Django's task signals carried, in order: (signal, task result) pairs."""
 

@@ -300,8 +300,9 @@ def deschedule(
     using: str | None = None,
 ) -> int:
     """Cancel the jobs of this call (same task, equal arguments) that have not started and
-    return how many. A job already running is not stopped."""
-    name = task_name(function)
+    return how many. A job already running is not stopped. ``function`` may also be a task of
+    Django's task framework whose backend is `QueueBackend`."""
+    name = _django_task_path(function) or task_name(function)
     digest = arguments_hash(list(args or ()), dict(kwargs or {}))
     alias = using or router.db_for_write(Job)
     return int(
@@ -309,6 +310,15 @@ def deschedule(
         .filter(task=name, arguments_hash=digest, state=JobState.READY)
         .update(state=JobState.CANCELLED, finished_at=timezone.now())
     )
+
+
+def _django_task_path(function: object) -> str | None:
+    """The path a job of Django's task framework names its task by, when ``function`` is such
+    a task (told apart without importing the framework, which is optional)."""
+    path = getattr(function, "module_path", None)
+    if isinstance(path, str) and callable(getattr(function, "enqueue", None)):
+        return path
+    return None
 
 
 def health(*, using: str | None = None) -> dict[str, Any]:
