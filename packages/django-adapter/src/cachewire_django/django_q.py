@@ -68,6 +68,10 @@ def run(body: str) -> Any:
     )
 
 
+#: The worker callable, the django-q options and the retry policy of a dispatcher's enqueues.
+_Resolved = tuple[str, dict[str, Any], RetryPolicy]
+
+
 class DjangoQDispatcher(Dispatcher):
     """Sends rule work and tasks to a django-q2 cluster (any broker django-q supports; the ORM
     broker makes the enqueue part of the database)."""
@@ -87,7 +91,7 @@ class DjangoQDispatcher(Dispatcher):
 
     def __init__(self, **config: Any) -> None:
         super().__init__(**config)
-        self._resolved: tuple[Settings, tuple[str, dict[str, Any]]] | None = None
+        self._resolved: tuple[Settings, _Resolved] | None = None
 
     def validate_config(self) -> None:
         try:
@@ -148,7 +152,7 @@ class DjangoQDispatcher(Dispatcher):
         cluster: str | None,
         policy: RetryPolicy | None,
     ) -> None:
-        function_path, defaults = self._options()
+        function_path, defaults, _ = self._options()
         options = dict(defaults)  # django-q takes items out of the dict it is given
         if cluster is not None:
             options["cluster"] = cluster
@@ -177,9 +181,10 @@ class DjangoQDispatcher(Dispatcher):
             on_retry=retrying,
         )
 
-    def _options(self) -> tuple[str, dict[str, Any]]:
-        """The worker callable and the django-q options of this dispatcher's enqueues, looked
-        up once per settings snapshot (``DISPATCHER_SETTINGS`` may change, in tests)."""
+    def _options(self) -> _Resolved:
+        """The worker callable, the django-q options of this dispatcher's enqueues and its
+        retry policy, looked up once per settings snapshot (``DISPATCHER_SETTINGS`` may change,
+        in tests)."""
         settings = get_settings()
         known = self._resolved
         if known is not None and known[0] is settings:
@@ -192,14 +197,14 @@ class DjangoQDispatcher(Dispatcher):
         timeout = self.option("timeout")
         if timeout is not None:
             options["timeout"] = max(1, round(timeout))
-        resolved = (self.option("function_path"), options)
+        resolved = (self.option("function_path"), options, self.retry_policy())
         self._resolved = (settings, resolved)
         return resolved
 
     def dispatch(
         self, *, rule_ids: Sequence[str], rule_kwargs: RuleKwargs, context: DispatchContext
     ) -> None:
-        policy = self.retry_policy() if context.raise_exception else None
+        policy = self._options()[2] if context.raise_exception else None
         self._enqueue(self.encode_rules(rule_ids, rule_kwargs, context), policy=policy)
 
     def submit_task(self, message: TaskMessage) -> None:
