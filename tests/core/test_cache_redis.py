@@ -17,32 +17,33 @@ pytestmark = pytest.mark.redis
 
 
 class TestRedisContract(CacheAdapterContract):
-    """The contract, with tag versions read from Redis on every hit and kept in the process."""
+    """The contract, with tag versions read from Redis on every hit, kept in the process, and
+    with every value written the way large ones are (staged, then published)."""
 
-    @pytest.fixture(params=[False, True], ids=["fetched-versions", "local-tag-versions"])
-    def local_tag_versions(self, request: pytest.FixtureRequest) -> bool:
-        return bool(request.param)
+    @pytest.fixture(
+        params=["fetched-versions", "local-tag-versions", "staged-writes"],
+    )
+    def mode(self, request: pytest.FixtureRequest) -> str:
+        return str(request.param)
+
+    @staticmethod
+    def _adapter(url: str, mode: str, **options: Any) -> RedisCacheAdapter:
+        cache = RedisCacheAdapter(url, local_tag_versions=mode == "local-tag-versions", **options)
+        if mode == "staged-writes":
+            cache.core.STAGE_BYTES = 0
+        return cache
 
     @pytest.fixture
-    async def adapter(
-        self, redis_db_url: str, local_tag_versions: bool
-    ) -> AsyncIterator[RedisCacheAdapter]:
-        cache = RedisCacheAdapter(
-            redis_db_url, namespace="contract", local_tag_versions=local_tag_versions
-        )
+    async def adapter(self, redis_db_url: str, mode: str) -> AsyncIterator[RedisCacheAdapter]:
+        cache = self._adapter(redis_db_url, mode, namespace="contract")
         yield cache
         await cache.aclose()
 
     @pytest.fixture
     async def stale_setup(
-        self, redis_db_url: str, local_tag_versions: bool
+        self, redis_db_url: str, mode: str
     ) -> AsyncIterator[tuple[RedisCacheAdapter, Callable[[str], None]]]:
-        cache = RedisCacheAdapter(
-            redis_db_url,
-            namespace="contract-stale",
-            stale_ttl=3600,
-            local_tag_versions=local_tag_versions,
-        )
+        cache = self._adapter(redis_db_url, mode, namespace="contract-stale", stale_ttl=3600)
         client = redis.Redis.from_url(redis_db_url)
 
         def expire(key: str) -> None:

@@ -19,7 +19,7 @@ from cachewire.cache._codec import Codec
 from cachewire.cache._flight import COMPUTING, CreatorRun, FlightTable, check_reentry
 from cachewire.cache._redis._connect import async_reader, connect, tracking_connection
 from cachewire.cache._redis._core import BACKEND_ERRORS, RedisCore
-from cachewire.cache._redis._record import READ, WRITE, join_versions
+from cachewire.cache._redis._record import PUBLISH, READ, WRITE, join_versions
 from cachewire.cache._redis._steps import (
     Call,
     Compute,
@@ -37,7 +37,7 @@ from cachewire.errors import ConfigurationError
 
 __all__ = ["RedisCacheAdapter"]
 
-_STAMPED = {READ: "read", WRITE: "published"}
+_STAMPED = {READ: "read", WRITE: "published", PUBLISH: "published"}
 
 #: Defaults that bound what a frozen or unreachable Redis costs a call (seconds).
 SOCKET_TIMEOUT = 5.0
@@ -214,15 +214,24 @@ class RedisCacheAdapter(BaseCacheAdapter):
         breaker = self.core.breaker
         if breaker.failures:
             breaker.check()
-        sha, keys, args = step.script.sha, step.keys, step.args
         async with self._gate():
             try:
-                reply = await self._client.evalsha(sha, len(keys), *keys, *args)
+                reply = await self._send_eval(step)
             except redis_errors.NoScriptError:
                 await self._client.script_load(step.script.source)
-                reply = await self._client.evalsha(sha, len(keys), *keys, *args)
+                reply = await self._send_eval(step)
         breaker.succeeded()
         return reply
+
+    async def _send_eval(self, step: Eval) -> Any:
+        sha, keys, args = step.script.sha, step.keys, step.args
+        if step.stage is None:
+            return await self._client.evalsha(sha, len(keys), *keys, *args)
+        stage_key, record, stage_ms = step.stage
+        pipe = self._client.pipeline(transaction=False)
+        pipe.set(stage_key, record, px=stage_ms)
+        pipe.evalsha(sha, len(keys), *keys, *args)
+        return (await pipe.execute())[1]
 
     async def _fetch(self, value_key: str, tags: Sequence[str]) -> tuple[bytes | None, bytes]:
         """The stored record of a key and the current versions of its tags: one GET or MGET."""
@@ -500,7 +509,7 @@ class RedisCacheAdapter(BaseCacheAdapter):
         try:
             async with self._gate():
                 await self._client.incr(core.epoch_key)
-            for kind in ("v", "l"):
+            for kind in ("v", "l", "s"):
                 batch: list[Any] = []
                 async with self._gate():
                     async for name in self._client.scan_iter(

@@ -37,6 +37,7 @@ from cachewire.cache._redis._record import (
     EXTEND,
     INVALIDATE,
     MAX_DIGITS,
+    PUBLISH,
     READ,
     RELEASE,
     WRITE,
@@ -72,6 +73,13 @@ _REMEMBERED_TAG_SETS = 4096
 
 class RedisCore:
     """The adapter's configuration and every decision that needs no I/O."""
+
+    #: Values whose encoding is at least this long are staged: the record goes to Redis with a
+    #: plain SET under a staging key, and the publish script moves it into place (a script that
+    #: is handed a large value costs the server several times the SET).
+    STAGE_BYTES = 64 * 1024
+    #: How long a staged record may wait for its publish script (ms).
+    STAGE_MS = 60_000
 
     def __init__(
         self,
@@ -179,30 +187,68 @@ class RedisCore:
         # The pid keeps tokens apart in forked children that inherit the counter.
         return f"{self._token_base}-{os.getpid()}-{next(self._tokens)}"
 
-    def read_args(self, token: str, force: bool) -> list[Any]:
+    def read_args(self, token: str, force: bool, *, prepare: bool = False) -> list[Any]:
         draw = (
             ""
             if self.early_refresh_beta is None
             else repr(early_refresh_draw(self.early_refresh_beta))
         )
-        return [token, "1" if force else "0", self.codec.codec_id, self.lock_ms, draw]
+        return [
+            token,
+            "1" if force else "0",
+            self.codec.codec_id,
+            self.lock_ms,
+            draw,
+            "1" if prepare else "",
+        ]
 
     def write_args(
         self, token: str, read: Read | None, data: bytes, ttl_ms: int, creator_ms: int
     ) -> list[Any]:
-        if ttl_ms > 0 and self.jitter:
-            ttl_ms = max(1, round(jittered(ttl_ms, self.jitter)))
         return [
             token,
             read.epoch if read else "",
             read.versions if read else "",
             self.codec.codec_id,
             data,
-            ttl_ms,
+            self.jittered_ms(ttl_ms),
             self.stale_ms,
             creator_ms,
             self.wake_channel,
         ]
+
+    def jittered_ms(self, ttl_ms: int) -> int:
+        if ttl_ms > 0 and self.jitter:
+            return max(1, round(jittered(ttl_ms, self.jitter)))
+        return ttl_ms
+
+    def staged_write(
+        self, keys: list[str], token: str, read: Read, data: bytes, ttl_ms: int, creator_ms: int
+    ) -> Eval:
+        """The publish of a large value: its whole record, staged under a key of its own with
+        the soft expiry left as zeros for the script to write, carrying the tag versions that
+        ``read`` found (the script refuses it if they moved)."""
+        stage_key = f"{self.ns}:s:{token or self.token()}"
+        record = b"%s\n%d\n%s\n%s\n%s" % (
+            b"0" * MAX_DIGITS,
+            creator_ms,
+            self.codec_id,
+            read.versions,
+            data,
+        )
+        return Eval(
+            PUBLISH,
+            [*keys[:3], stage_key, *keys[3:]],
+            [
+                token,
+                read.epoch,
+                read.versions,
+                self.jittered_ms(ttl_ms),
+                self.stale_ms,
+                self.wake_channel,
+            ],
+            stage=(stage_key, record, self.STAGE_MS),
+        )
 
     # --------------------------------------------------------- what a read means
 
@@ -246,13 +292,13 @@ class RedisCore:
         soft, took = parts[0], parts[1]
         if not (soft.isdigit() and took.isdigit() and len(soft) <= MAX_DIGITS >= len(took)):
             return MISSING, False  # damaged: the read script replaces it
-        if self.clock_checks and soft != b"0":
+        if self.clock_checks and (soft_ms := int(soft)):  # 0, or zeros: no expiry
             draw = (
                 early_refresh_draw(self.early_refresh_beta)
                 if self.early_refresh_beta and early
                 else 0.0
             )
-            if time.time() * 1000 + int(took) * draw >= int(soft):
+            if time.time() * 1000 + int(took) * draw >= soft_ms:
                 return MISSING, False
         value = self.decode(key, parts[4])
         return value, value is MISSING
@@ -341,10 +387,14 @@ class RedisCore:
         if call.ttl == 0:  # nothing is published: only as current as the lease's read
             yield from self.release_steps(call.keys[1], token)
             return value, False
-        try:
-            written = yield Eval(
+        if len(data) >= self.STAGE_BYTES:
+            write = self.staged_write(call.keys, token, read, data, call.ttl_ms, creator_ms)
+        else:
+            write = Eval(
                 WRITE, call.keys, self.write_args(token, read, data, call.ttl_ms, creator_ms)
             )
+        try:
+            written = yield write
         except BACKEND_ERRORS as exc:
             yield from self.release_steps(call.keys[1], token)
             self.backend_failed(exc)
@@ -370,9 +420,28 @@ class RedisCore:
             return
         data = self.encode(key, value)
         try:
-            yield Eval(WRITE, keys, self.write_args("", None, data, ttl_ms, 0))
+            staged = len(data) >= self.STAGE_BYTES
+            if not (staged and (yield from self.staged_set_steps(keys, data, ttl_ms))):
+                yield Eval(WRITE, keys, self.write_args("", None, data, ttl_ms, 0))
         except BACKEND_ERRORS as exc:
             self.backend_failed(exc)
+
+    def staged_set_steps(self, keys: list[str], data: bytes, ttl_ms: int) -> Steps:
+        """A plain set of a large value, staged: read the tags' versions (making a missing tag
+        last the lease's time), stage the record with them and publish it; read again while a
+        bump moved them in between (at most three times). Returns False when it did not get
+        through (the caller writes it the usual way)."""
+        read = Read("m", False, b"", b"", b"")
+        for _ in range(3):
+            if len(keys) > 3:
+                look = self.read_args("", True, prepare=True)  # a missing tag is made now
+                found = parse_reply((yield Eval(READ, keys, look)))
+                if not isinstance(found, Read):
+                    return False
+                read = found
+            if (yield self.staged_write(keys, "", read, data, ttl_ms, 0)) == 1:
+                return True
+        return False
 
     def invalidate_steps(self, key: str, *, strict: bool) -> Steps:
         keys = self.keys(key, ())

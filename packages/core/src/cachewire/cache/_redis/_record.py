@@ -14,6 +14,7 @@ __all__ = [
     "EXTEND",
     "INVALIDATE",
     "MAX_DIGITS",
+    "PUBLISH",
     "READ",
     "RELEASE",
     "SCRIPTS",
@@ -47,12 +48,9 @@ class Script:
         return cls(name, source, hashlib.sha1(source.encode(), usedforsecurity=False).hexdigest())
 
 
-SCRIPTS = {
-    name: Script.load(name) for name in ("read", "write", "extend", "release", "invalidate", "bump")
-}
-READ, WRITE, EXTEND, RELEASE, INVALIDATE, BUMP = (
-    SCRIPTS[n] for n in ("read", "write", "extend", "release", "invalidate", "bump")
-)
+_NAMES = ("read", "write", "publish", "extend", "release", "invalidate", "bump")
+SCRIPTS = {name: Script.load(name) for name in _NAMES}
+READ, WRITE, PUBLISH, EXTEND, RELEASE, INVALIDATE, BUMP = (SCRIPTS[n] for n in _NAMES)
 
 
 @attrs.frozen

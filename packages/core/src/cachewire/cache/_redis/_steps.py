@@ -26,9 +26,13 @@ __all__ = [
 
 @attrs.frozen
 class Eval:
+    """Run ``script``; with ``stage`` (key, bytes, ms), first SET that key to those bytes with
+    that expiry, in the same round trip."""
+
     script: Script
     keys: list[str]
     args: list[Any]
+    stage: tuple[str, bytes, int] | None = None
 
 
 @attrs.frozen

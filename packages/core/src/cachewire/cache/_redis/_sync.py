@@ -120,15 +120,25 @@ class SyncRedis(SyncCacheAdapter):
     def _eval(self, step: Eval) -> Any:
         client, breaker = self._client(), self._core.breaker
         breaker.check()
-        sha, keys, args = step.script.sha, step.keys, step.args
         with self._gate:
             try:
-                reply = client.evalsha(sha, len(keys), *keys, *args)
+                reply = self._send_eval(client, step)
             except redis_errors.NoScriptError:
                 client.script_load(step.script.source)
-                reply = client.evalsha(sha, len(keys), *keys, *args)
+                reply = self._send_eval(client, step)
         breaker.succeeded()
         return reply
+
+    @staticmethod
+    def _send_eval(client: redis.Redis, step: Eval) -> Any:
+        sha, keys, args = step.script.sha, step.keys, step.args
+        if step.stage is None:
+            return client.evalsha(sha, len(keys), *keys, *args)
+        stage_key, record, stage_ms = step.stage
+        with client.pipeline(transaction=False) as pipe:
+            pipe.set(stage_key, record, px=stage_ms)
+            pipe.evalsha(sha, len(keys), *keys, *args)
+            return pipe.execute()[1]
 
     def _fetch(self, value_key: str, tags: Sequence[str]) -> tuple[bytes | None, bytes]:
         command, breaker = self._command, self._core.breaker
@@ -251,7 +261,7 @@ class SyncRedis(SyncCacheAdapter):
         try:
             with self._gate:
                 client.incr(core.epoch_key)
-                for kind in ("v", "l"):
+                for kind in ("v", "l", "s"):
                     names = list(client.scan_iter(match=f"{core.ns}:{kind}:*", count=500))
                     for start in range(0, len(names), 500):
                         client.unlink(*names[start : start + 500])

@@ -1,7 +1,9 @@
 -- Look at a record again on the server's clock and, for a caller that may compute, take the lease.
 -- KEYS: value, lease, epoch, tag versions...
 -- ARGV: lease token ('' = only look), '1' = ignore the stored value, codec id, lease ms,
---       early refresh draw ('' = off; XFetch: due when now + creator ms * draw reaches expiry)
+--       early refresh draw ('' = off; XFetch: due when now + creator ms * draw reaches expiry),
+--       '1' = make the tags last the lease's time even without a token (a staged set is about
+--       to publish under them)
 -- Reply: a fresh, current record as stored (it starts with a digit), else
 --   "<state><won>\n<epoch>\n<tag versions>\n<record or nothing>": state m (miss), s (stale: past
 --   its soft expiry), e (due for an early refresh); won is 1 when this call holds the lease.
@@ -14,7 +16,7 @@ end
 
 -- A computation carries its tags' versions, so they must outlive its lease: a tag key that
 -- expired would read as '0' again.
-if token ~= '' then
+if token ~= '' or ARGV[6] == '1' then
   for i = 4, #KEYS do
     local left = redis.call('PTTL', KEYS[i])
     if left == -2 then
