@@ -33,13 +33,15 @@ def _check(records: Records) -> None:
     assert len(records.reads) > 100 and len(records.invalidations) > 30, describe(records, [])
 
 
-@pytest.fixture(params=[False, True], ids=["fetched-versions", "local-tag-versions"])
+@pytest.fixture(params=["fetched-versions", "local-tag-versions", "staged-writes"])
 async def redis_cache(
     redis_db_url: str, request: pytest.FixtureRequest
 ) -> AsyncIterator[RedisCacheAdapter]:
     cache = RedisCacheAdapter(
-        redis_db_url, namespace="stress", local_tag_versions=bool(request.param)
+        redis_db_url, namespace="stress", local_tag_versions=request.param == "local-tag-versions"
     )
+    if request.param == "staged-writes":
+        cache.core.STAGE_BYTES = 0  # every value takes the path of large ones
     yield cache
     await cache.aclose()
 
