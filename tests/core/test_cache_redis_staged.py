@@ -60,7 +60,7 @@ async def test_a_large_set_and_a_large_leader_miss_are_staged_then_published(
     await cache.set("big", LARGE, 300, tags=["t1"])
     assert await cache.get_or_create("miss", lambda: LARGE, 300, tags=["t1", "t2"]) == LARGE
     # One read of the versions before each publish, even under tags that did not exist yet.
-    assert sent == ["read", "publish+stage", "read", "publish+stage"]
+    assert sent == ["read", "write+stage", "read", "write+stage"]
     assert await cache.get("big", tags=["t1"]) == LARGE
     assert await cache.get_or_create("miss", lambda: "again", 300, tags=["t1", "t2"]) == LARGE
     assert staged_keys(plain) == []  # moved into place, nothing left behind
@@ -145,7 +145,7 @@ async def test_a_large_set_whose_tags_moved_reads_them_again(
 
     cache.core.staged_write = bump_first  # type: ignore[method-assign]
     await cache.set("k", LARGE, 300, tags=["t1"])
-    assert sent == ["read", "publish+stage", "read", "publish+stage"]
+    assert sent == ["read", "write+stage", "read", "write+stage"]
     assert await cache.get("k", tags=["t1"]) == LARGE
     assert staged_keys(plain) == []
 

@@ -19,7 +19,7 @@ from cachewire.cache._codec import Codec
 from cachewire.cache._flight import COMPUTING, CreatorRun, FlightTable, check_reentry
 from cachewire.cache._redis._connect import async_reader, connect, tracking_connection
 from cachewire.cache._redis._core import BACKEND_ERRORS, RedisCore
-from cachewire.cache._redis._record import PUBLISH, READ, WRITE, join_versions
+from cachewire.cache._redis._record import READ, WRITE, join_versions
 from cachewire.cache._redis._steps import (
     Call,
     Compute,
@@ -37,7 +37,7 @@ from cachewire.errors import ConfigurationError
 
 __all__ = ["RedisCacheAdapter"]
 
-_STAMPED = {READ: "read", WRITE: "published", PUBLISH: "published"}
+_STAMPED = {READ: "read", WRITE: "published"}
 
 #: Defaults that bound what a frozen or unreachable Redis costs a call (seconds).
 SOCKET_TIMEOUT = 5.0

@@ -37,7 +37,6 @@ from cachewire.cache._redis._record import (
     EXTEND,
     INVALIDATE,
     MAX_DIGITS,
-    PUBLISH,
     READ,
     RELEASE,
     WRITE,
@@ -68,6 +67,8 @@ _CODEC_ID = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 # Hits repeat their keys and tags, and escaping one costs more than the rest of a hit's Python
 # work: the escaped forms of recent ones are kept.
 _escaped = functools.lru_cache(maxsize=4096)(escape)
+#: What a plain set writes against: no read, no epoch, no tag versions.
+_NOTHING_READ = Read("m", False, b"", b"", b"")
 _REMEMBERED_TAG_SETS = 4096
 
 
@@ -75,10 +76,10 @@ class RedisCore:
     """The adapter's configuration and every decision that needs no I/O."""
 
     #: Values whose encoding is at least this long are staged: the record goes to Redis with a
-    #: plain SET under a staging key, and the publish script moves it into place (a script that
+    #: plain SET under a staging key, and the write script moves it into place (a script that
     #: is handed a large value costs the server several times the SET).
     STAGE_BYTES = 64 * 1024
-    #: How long a staged record may wait for its publish script (ms).
+    #: How long a staged record may wait for the write script (ms).
     STAGE_MS = 60_000
 
     def __init__(
@@ -202,31 +203,38 @@ class RedisCore:
             "1" if prepare else "",
         ]
 
-    def write_args(
-        self, token: str, read: Read | None, data: bytes, ttl_ms: int, creator_ms: int
-    ) -> list[Any]:
-        return [
-            token,
-            read.epoch if read else "",
-            read.versions if read else "",
-            self.codec.codec_id,
-            data,
-            self.jittered_ms(ttl_ms),
-            self.stale_ms,
-            creator_ms,
-            self.wake_channel,
-        ]
+    def write(
+        self,
+        keys: list[str],
+        token: str,
+        read: Read | None,
+        data: bytes,
+        ttl_ms: int,
+        creator_ms: int,
+    ) -> Eval:
+        """The write script's call for ``data`` under the lease ``token`` ('' for a plain set),
+        checked against what ``read`` found: the payload as an argument, or staged when it is
+        large (`STAGE_BYTES`)."""
+        read = read or _NOTHING_READ
+        if len(data) >= self.STAGE_BYTES:
+            return self.staged_write(keys, token, read, data, ttl_ms, creator_ms)
+        return self.inline_write(keys, token, read, data, ttl_ms, creator_ms)
 
-    def jittered_ms(self, ttl_ms: int) -> int:
-        if ttl_ms > 0 and self.jitter:
-            return max(1, round(jittered(ttl_ms, self.jitter)))
-        return ttl_ms
+    def inline_write(
+        self, keys: list[str], token: str, read: Read, data: bytes, ttl_ms: int, creator_ms: int
+    ) -> Eval:
+        """The write with ``data`` passed to the script."""
+        return Eval(
+            WRITE,
+            [*keys[:3], "", *keys[3:]],
+            self._write_args(token, read, data, ttl_ms, creator_ms),
+        )
 
     def staged_write(
         self, keys: list[str], token: str, read: Read, data: bytes, ttl_ms: int, creator_ms: int
     ) -> Eval:
-        """The publish of a large value: its whole record, staged under a key of its own with
-        the soft expiry left as zeros for the script to write, carrying the tag versions that
+        """The write of a large value: its whole record, staged under a key of its own with the
+        soft expiry left as zeros for the script to write, carrying the tag versions that
         ``read`` found (the script refuses it if they moved)."""
         stage_key = f"{self.ns}:s:{token or self.token()}"
         record = b"%s\n%d\n%s\n%s\n%s" % (
@@ -237,18 +245,28 @@ class RedisCore:
             data,
         )
         return Eval(
-            PUBLISH,
+            WRITE,
             [*keys[:3], stage_key, *keys[3:]],
-            [
-                token,
-                read.epoch,
-                read.versions,
-                self.jittered_ms(ttl_ms),
-                self.stale_ms,
-                self.wake_channel,
-            ],
+            self._write_args(token, read, b"", ttl_ms, creator_ms),
             stage=(stage_key, record, self.STAGE_MS),
         )
+
+    def _write_args(
+        self, token: str, read: Read, data: bytes, ttl_ms: int, creator_ms: int
+    ) -> list[Any]:
+        if ttl_ms > 0 and self.jitter:
+            ttl_ms = max(1, round(jittered(ttl_ms, self.jitter)))
+        return [
+            token,
+            read.epoch,
+            read.versions,
+            self.codec.codec_id,
+            data,
+            ttl_ms,
+            self.stale_ms,
+            creator_ms,
+            self.wake_channel,
+        ]
 
     # --------------------------------------------------------- what a read means
 
@@ -387,14 +405,8 @@ class RedisCore:
         if call.ttl == 0:  # nothing is published: only as current as the lease's read
             yield from self.release_steps(call.keys[1], token)
             return value, False
-        if len(data) >= self.STAGE_BYTES:
-            write = self.staged_write(call.keys, token, read, data, call.ttl_ms, creator_ms)
-        else:
-            write = Eval(
-                WRITE, call.keys, self.write_args(token, read, data, call.ttl_ms, creator_ms)
-            )
         try:
-            written = yield write
+            written = yield self.write(call.keys, token, read, data, call.ttl_ms, creator_ms)
         except BACKEND_ERRORS as exc:
             yield from self.release_steps(call.keys[1], token)
             self.backend_failed(exc)
@@ -420,9 +432,10 @@ class RedisCore:
             return
         data = self.encode(key, value)
         try:
-            staged = len(data) >= self.STAGE_BYTES
-            if not (staged and (yield from self.staged_set_steps(keys, data, ttl_ms))):
-                yield Eval(WRITE, keys, self.write_args("", None, data, ttl_ms, 0))
+            if len(data) < self.STAGE_BYTES or not (
+                yield from self.staged_set_steps(keys, data, ttl_ms)
+            ):
+                yield self.inline_write(keys, "", _NOTHING_READ, data, ttl_ms, 0)
         except BACKEND_ERRORS as exc:
             self.backend_failed(exc)
 
@@ -431,7 +444,7 @@ class RedisCore:
         last the lease's time), stage the record with them and publish it; read again while a
         bump moved them in between (at most three times). Returns False when it did not get
         through (the caller writes it the usual way)."""
-        read = Read("m", False, b"", b"", b"")
+        read = _NOTHING_READ
         for _ in range(3):
             if len(keys) > 3:
                 look = self.read_args("", True, prepare=True)  # a missing tag is made now

@@ -14,7 +14,6 @@ __all__ = [
     "EXTEND",
     "INVALIDATE",
     "MAX_DIGITS",
-    "PUBLISH",
     "READ",
     "RELEASE",
     "SCRIPTS",
@@ -48,9 +47,9 @@ class Script:
         return cls(name, source, hashlib.sha1(source.encode(), usedforsecurity=False).hexdigest())
 
 
-_NAMES = ("read", "write", "publish", "extend", "release", "invalidate", "bump")
+_NAMES = ("read", "write", "extend", "release", "invalidate", "bump")
 SCRIPTS = {name: Script.load(name) for name in _NAMES}
-READ, WRITE, PUBLISH, EXTEND, RELEASE, INVALIDATE, BUMP = (SCRIPTS[n] for n in _NAMES)
+READ, WRITE, EXTEND, RELEASE, INVALIDATE, BUMP = (SCRIPTS[n] for n in _NAMES)
 
 
 @attrs.frozen
