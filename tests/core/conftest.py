@@ -23,18 +23,44 @@ def _clean_write_side() -> Iterator[None]:
 
 @pytest.fixture
 def sent_commands() -> Any:
-    """``record(adapter)`` starts recording the names of the commands its async client sends."""
+    """``record(adapter)`` starts recording the names of the commands a Redis adapter's async
+    client sends; ``record(adapter, blocking=True)`` those of its blocking twin's client, the
+    commands of its pipelines included."""
 
-    def record(adapter: Any) -> list[str]:
+    def record(adapter: Any, *, blocking: bool = False) -> list[str]:
         sent: list[str] = []
-        original = adapter._client.execute_command
+        if not blocking:
+            original = adapter._client.execute_command
 
-        async def counting(*args: Any, **kwargs: Any) -> Any:
+            async def counting(*args: Any, **kwargs: Any) -> Any:
+                sent.append(str(args[0]))
+                return await original(*args, **kwargs)
+
+            adapter._client.execute_command = counting
+            adapter._command = counting  # the hit path's own reference to it
+            return sent
+        client = adapter._sync_client
+        original_sync = client.execute_command
+        original_pipeline = client.pipeline
+
+        def counting_sync(*args: Any, **kwargs: Any) -> Any:
             sent.append(str(args[0]))
-            return await original(*args, **kwargs)
+            return original_sync(*args, **kwargs)
 
-        adapter._client.execute_command = counting
-        adapter._command = counting  # the hit path's own reference to it
+        def counting_pipeline(*args: Any, **kwargs: Any) -> Any:
+            pipe = original_pipeline(*args, **kwargs)
+            original_execute = pipe.execute
+
+            def execute(*a: Any, **k: Any) -> Any:
+                sent.extend(str(command[0][0]) for command in pipe.command_stack)
+                return original_execute(*a, **k)
+
+            pipe.execute = execute
+            return pipe
+
+        client.execute_command = counting_sync
+        client.pipeline = counting_pipeline
+        adapter._sync._command = counting_sync  # the twin's hit path's own reference
         return sent
 
     return record

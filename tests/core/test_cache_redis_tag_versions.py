@@ -92,24 +92,14 @@ async def test_a_tagged_hit_is_one_get_once_the_versions_are_known(
     assert cache.get_stats()["local_tag_versions"]["tracking"] is True
 
 
-def test_the_blocking_twin_reads_one_key_too(cache: RedisCacheAdapter) -> None:
+def test_the_blocking_twin_reads_one_key_too(cache: RedisCacheAdapter, sent_commands: Any) -> None:
     twin = cache.sync
     creator = counter()
     assert twin.get_or_create("k", creator, 60, tags=TAGS) == 1
     local = settle(cache)
     twin.get("k", tags=TAGS)  # fills
     assert local.covers(cache.core.tag_keys(TAGS))
-    sent: list[str] = []
-    client = cache._sync_client
-    assert client is not None
-    original = client.execute_command
-
-    def counting(*args: Any, **kwargs: Any) -> Any:
-        sent.append(str(args[0]))
-        return original(*args, **kwargs)
-
-    client.execute_command = counting  # type: ignore[method-assign]
-    twin._command = counting  # the hit path's own reference to it
+    sent = sent_commands(cache, blocking=True)
     assert twin.get_or_create("k", creator, 60, tags=TAGS) == 1
     assert sent == ["GET"]
 

@@ -191,7 +191,7 @@ def test_a_rule_mapping_a_missing_parameter_fails_at_decoration() -> None:
 
 @pytest.mark.redis
 def test_partition_invalidation_on_redis_is_one_command_whatever_the_partition_size(
-    redis_db_url: str,
+    redis_db_url: str, sent_commands: Any
 ) -> None:
     import redis
 
@@ -208,34 +208,9 @@ def test_partition_invalidation_on_redis_is_one_command_whatever_the_partition_s
     for page in range(1000):
         orders(1, page)
     orders(2, 0)
-    sent: list[str] = []
-    client = cache._sync_client
-    assert client is not None
-    original = client.execute_command
-
-    def counting(*args: Any, **kwargs: Any) -> Any:
-        sent.append(str(args[0]))
-        return original(*args, **kwargs)
-
-    client.execute_command = counting  # type: ignore[method-assign]
-    original_pipeline = client.pipeline
-
-    def counting_pipeline(*args: Any, **kwargs: Any) -> Any:
-        pipe = original_pipeline(*args, **kwargs)
-        original_execute = pipe.execute
-
-        def execute(*a: Any, **k: Any) -> Any:
-            sent.extend(str(cmd[0][0]) for cmd in pipe.command_stack)
-            return original_execute(*a, **k)
-
-        pipe.execute = execute
-        return pipe
-
-    client.pipeline = counting_pipeline  # type: ignore[method-assign]
+    sent = sent_commands(cache, blocking=True)
     orders.invalidate(user_id=1)
     assert sent == ["EVALSHA"]  # one version bump (a script); no SCAN, KEYS or DEL over entries
-    client.execute_command = original  # type: ignore[method-assign]
-    client.pipeline = original_pipeline  # type: ignore[method-assign]
     calls.clear()
     orders(1, 5)
     orders(2, 0)
