@@ -1,4 +1,5 @@
-"""Shared helpers: write a benchmark's section of RESULTS.md; count a private Redis's commands."""
+"""Shared helpers: write a benchmark's section of RESULTS.md; count a private Redis's commands;
+the counting invalidation target of the worker benchmarks; an admin connection to PostgreSQL."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
 import redis
 
@@ -190,3 +192,41 @@ class CountingSetup:
             raise SystemExit(
                 f"{self.library} {what}: {self.calls - before} of {expected} recomputed"
             )
+
+
+class CountingTarget:
+    """Stands for a cached function on Redis in a worker benchmark: each invalidation is one
+    INCR of ``key`` on the Redis at ``url`` (one round trip), which the producer watches."""
+
+    parameters = ("user_id",)
+    partition = ()
+
+    def __init__(self, url: str, key: str, cache_id: str) -> None:
+        self.cache_id = cache_id
+        self.key = key
+        self.client = redis.Redis.from_url(url)
+
+    def check_invalidation_params(self, names: Any) -> None:
+        pass
+
+    def invalidate(self, **kwargs: Any) -> None:
+        self.client.incr(self.key)
+
+    async def ainvalidate(self, **kwargs: Any) -> None:
+        self.invalidate(**kwargs)
+
+
+def postgres_admin(url: str) -> Any:
+    """An autocommit connection to the PostgreSQL database at ``url``, to create and drop the
+    databases a benchmark works in."""
+    import psycopg
+
+    parts = urlparse(url)
+    return psycopg.connect(
+        host=parts.hostname or "127.0.0.1",
+        port=parts.port or 5432,
+        user=parts.username or "postgres",
+        password=parts.password or None,
+        dbname=(parts.path or "/test").lstrip("/"),
+        autocommit=True,
+    )

@@ -38,7 +38,7 @@ _HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != _HERE] + [_HERE]
 
 import _restflow
-from _common import write_section
+from _common import postgres_admin, write_section
 
 #: The qcluster's settings and rule module (a folder of their own: this one shadows packages).
 DJQ_WORKER = Path(_HERE) / "djq_worker"
@@ -254,22 +254,6 @@ def django_q_dispatch(number: int, rounds: int) -> tuple[float, float]:
     return min(ours), min(raw)
 
 
-def _admin_connection() -> Any:
-    from urllib.parse import urlparse
-
-    import psycopg
-
-    url = urlparse(DATABASE_URL)
-    return psycopg.connect(
-        host=url.hostname or "127.0.0.1",
-        port=url.port or 5432,
-        user=url.username or "postgres",
-        password=url.password or None,
-        dbname=(url.path or "/test").lstrip("/"),
-        autocommit=True,
-    )
-
-
 def _wait_for(count: Any, target: int, cluster: subprocess.Popen[bytes], log: Path) -> None:
     deadline = time.monotonic() + 600
     while count() < target:
@@ -292,7 +276,7 @@ def django_q_end_to_end(events: int) -> list[list[str]]:
     from cachewire import changed, collect
     from cachewire.dispatch import dispatch_stats
 
-    with _admin_connection() as admin:
+    with postgres_admin(DATABASE_URL) as admin:
         admin.execute(f'CREATE DATABASE "{DJQ_DB}"')
     log = Path(tempfile.mkstemp(prefix="cw-bench-qcluster-", suffix=".log")[1])
     cluster: subprocess.Popen[bytes] | None = None
@@ -302,6 +286,7 @@ def django_q_end_to_end(events: int) -> list[list[str]]:
             paths = [
                 str(DJQ_WORKER),
                 *(p for p in sys.path if Path(p or ".").resolve() != Path(_HERE)),
+                _HERE,  # last, for `_common` (the rule module's counting target)
             ]
             env = {
                 **os.environ,
@@ -375,7 +360,7 @@ def django_q_end_to_end(events: int) -> list[list[str]]:
                 cluster.kill()
                 cluster.wait(10)
         connections.close_all()
-        with _admin_connection() as admin:
+        with postgres_admin(DATABASE_URL) as admin:
             admin.execute(f'DROP DATABASE IF EXISTS "{DJQ_DB}" WITH (FORCE)')
         log.unlink(missing_ok=True)
 

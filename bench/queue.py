@@ -37,24 +37,11 @@ import subprocess
 import time
 import uuid
 from collections.abc import Callable
-from urllib.parse import urlparse
 
-import psycopg
+from _common import postgres_admin
 
 DATABASE_URL = os.environ.get("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/test")
 DB_NAME = f"cachewire_bench_queue_{os.getpid()}"
-
-
-def _admin_connection() -> psycopg.Connection:
-    url = urlparse(DATABASE_URL)
-    return psycopg.connect(
-        host=url.hostname or "127.0.0.1",
-        port=url.port or 5432,
-        user=url.username or "postgres",
-        password=url.password or None,
-        dbname=(url.path or "/test").lstrip("/"),
-        autocommit=True,
-    )
 
 
 def _setup_django() -> None:
@@ -219,7 +206,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="fewer jobs (a smoke run)")
     args = parser.parse_args()
     jobs = 1000 if args.quick else 5000
-    with _admin_connection() as admin:
+    with postgres_admin(DATABASE_URL) as admin:
         admin.execute(f'CREATE DATABASE "{DB_NAME}"')
     try:
         _setup_django()
@@ -230,7 +217,7 @@ def main() -> None:
         from django.db import connections
 
         connections.close_all()
-        with _admin_connection() as admin:
+        with postgres_admin(DATABASE_URL) as admin:
             admin.execute(f'DROP DATABASE IF EXISTS "{DB_NAME}" WITH (FORCE)')
     from _common import write_section
 
