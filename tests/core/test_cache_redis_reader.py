@@ -126,3 +126,17 @@ async def test_a_hit_cancelled_while_it_waits_leaves_no_reply_for_the_next(
         assert await cache.get("first") == "first value"
     assert cache.get_stats()["backend_errors"] == 0
     await cache.aclose()
+
+
+async def test_the_blocking_twin_without_a_blocking_client_says_what_it_needs(
+    redis_db_url: str,
+) -> None:
+    from cachewire.errors import ConfigurationError
+
+    client = aioredis.Redis.from_url(redis_db_url)
+    cache = RedisCacheAdapter(client=client, namespace="reader-twin")
+    with pytest.raises(ConfigurationError, match="needs redis_url= or sync_client="):
+        cache.sync.get("k")
+    with pytest.raises(ConfigurationError, match="needs redis_url= or sync_client="):
+        cache.sync.set("k", 1)
+    await cache.aclose()

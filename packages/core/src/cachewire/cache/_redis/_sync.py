@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any, TypeVar, cast
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar, cast
 
 import redis
 from redis import exceptions as redis_errors
@@ -65,7 +65,9 @@ class SyncRedis(SyncCacheAdapter):
         self._flights = flights  # the async side's reads in flight, detached by invalidations
         self._client_or_none = client
         # Sends the GET or MGET of a hit.
-        self._command = sync_reader(client) if client is not None else None
+        self._command: Callable[..., Any] = (
+            sync_reader(client) if client is not None else self._no_client
+        )
         self._tag_versions = tag_versions
         pool = client.connection_pool if client is not None else None
         self._gate = SyncGate(
@@ -80,10 +82,14 @@ class SyncRedis(SyncCacheAdapter):
 
     def _client(self) -> redis.Redis:
         if self._client_or_none is None:
-            raise ConfigurationError(
-                "the blocking twin needs redis_url= or sync_client= on RedisCacheAdapter"
-            )
+            self._no_client()
         return self._client_or_none
+
+    @staticmethod
+    def _no_client(*args: Any, **kwargs: Any) -> NoReturn:
+        raise ConfigurationError(
+            "the blocking twin needs redis_url= or sync_client= on RedisCacheAdapter"
+        )
 
     def _drive(self, steps: Steps) -> Any:
         """Run the core's steps, performing each with a blocking call; errors go back in."""
@@ -142,8 +148,6 @@ class SyncRedis(SyncCacheAdapter):
 
     def _fetch(self, value_key: str, tags: Sequence[str]) -> tuple[bytes | None, bytes]:
         command, breaker = self._command, self._core.breaker
-        if command is None:
-            command = cast(Callable[..., Any], self._client())  # raises: the twin has no client
         if breaker.failures:
             breaker.check()
         with self._gate:
@@ -163,8 +167,7 @@ class SyncRedis(SyncCacheAdapter):
         self, value_key: str, tag_keys: Sequence[str]
     ) -> tuple[bytes | None, bytes]:
         """One GET when this process knows the tags' versions, else an MGET that fills them."""
-        local = cast(LocalTagVersions, self._tag_versions)
-        command = cast(Callable[..., Any], self._command)
+        local, command = cast(LocalTagVersions, self._tag_versions), self._command
         if local.covers(tag_keys):
             record = command("GET", value_key, keys=(value_key,))
             versions = local.known(tag_keys)  # only now: see LocalTagVersions.known
