@@ -55,9 +55,6 @@ __all__ = [
 
 logger = logging.getLogger("cachewire.queue")
 
-#: meta key naming the backend alias of a job that holds a Django task
-META_KEY = DJANGO_TASK_META
-
 #: Django's TaskResultStatus has no "cancelled": a cancelled job reads as FAILED, with a
 #: `JobCancelledError` as its last error (see `QueueBackend._result`).
 _STATUS = {
@@ -169,7 +166,7 @@ class QueueBackend(BaseTaskBackend):
             timeout=options.get("timeout"),
             dedup_key=options.get("dedup_key"),
             atomic=bool(options.get("atomic", False)),
-            meta={META_KEY: self.alias},
+            meta={DJANGO_TASK_META: self.alias},
             using=self.database,
         )
         result = self._result(job, task)
@@ -182,7 +179,7 @@ class QueueBackend(BaseTaskBackend):
             job = Job.objects.using(self.database or "default").get(pk=int(result_id))
         except (ValueError, Job.DoesNotExist):
             raise TaskResultDoesNotExist(result_id) from None
-        if job.meta.get(META_KEY) != self.alias:
+        if job.meta.get(DJANGO_TASK_META) != self.alias:
             raise TaskResultDoesNotExist(result_id)
         return self._result(job, _task_of(job))
 
@@ -238,7 +235,7 @@ def run_django_task(job: Job) -> Any:
     """Run a job written by `QueueBackend` (what the queue's worker calls), after sending
     Django's ``task_started`` with the claimed job's result (RUNNING)."""
     task = _task_of(job)
-    backend = task_backends[job.meta[META_KEY]]
+    backend = task_backends[job.meta[DJANGO_TASK_META]]
     args = [from_portable(value) for value in job.args]
     kwargs = from_portable_arguments(job.kwargs, where="task argument")
     started = backend._result(job, task)
@@ -253,7 +250,7 @@ def announce_finished(job: Job) -> None:
     written (``job`` holds it): done, or failed with no attempt left. A failed attempt that
     will be retried sends nothing; the job is not finished."""
     try:
-        backend = task_backends[job.meta[META_KEY]]
+        backend = task_backends[job.meta[DJANGO_TASK_META]]
         result = backend._result(job, _task_of(job))
     except Exception:
         logger.exception(

@@ -204,18 +204,10 @@ class RedisCore:
         ]
 
     def write(
-        self,
-        keys: list[str],
-        token: str,
-        read: Read | None,
-        data: bytes,
-        ttl_ms: int,
-        creator_ms: int,
+        self, keys: list[str], token: str, read: Read, data: bytes, ttl_ms: int, creator_ms: int
     ) -> Eval:
-        """The write script's call for ``data`` under the lease ``token`` ('' for a plain set),
-        checked against what ``read`` found: the payload as an argument, or staged when it is
-        large (`STAGE_BYTES`)."""
-        read = read or _NOTHING_READ
+        """The write script's call for ``data`` under the lease ``token``, checked against what
+        ``read`` found: the payload as an argument, or staged when it is large (`STAGE_BYTES`)."""
         if len(data) >= self.STAGE_BYTES:
             return self.staged_write(keys, token, read, data, ttl_ms, creator_ms)
         return self.inline_write(keys, token, read, data, ttl_ms, creator_ms)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import importlib.resources
 from collections.abc import Sequence
-from typing import cast
 
 import attrs
 
@@ -105,9 +104,7 @@ def parse_reply(reply: bytes) -> Read | bytes:
 
 
 def join_versions(found: Sequence[bytes | None]) -> bytes:
-    if None in found:  # a tag never bumped, or expired: version 0
-        return b",".join([version or b"0" for version in found])
-    return b",".join(cast(Sequence[bytes], found))
+    return b",".join(version or b"0" for version in found)
 
 
 # ------------------------------------------------------------ steps (I/O to perform)
